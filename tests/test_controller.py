@@ -1,0 +1,144 @@
+import threading
+
+import pytest
+import torch
+
+from chatbot import Controller, ModelLoadError, load_config
+from chatbot.config import GenerationConfig, ModelConfig
+from chatbot.controller import _convert_gguf, find_package_gguf
+
+from .conftest import TINY
+
+GREEDY = GenerationConfig(max_new_tokens=8)
+
+
+def prompt(controller, text="hello there"):
+    return controller.chat_ids([{"role": "user", "content": text}])
+
+
+def test_chat_ids_use_the_chat_template(tiny_controller):
+    ids = prompt(tiny_controller, "What is 2+2?")
+    text = tiny_controller.tokenizer.decode(ids[0])
+    assert ids.shape[0] == 1
+    assert "<|im_start|>user\nWhat is 2+2?<|im_end|>" in text
+    assert text.endswith("<|im_start|>assistant\n")
+
+
+def test_encode_shapes_and_layers(tiny_controller):
+    n = len(tiny_controller.tokenizer("the cat sat", add_special_tokens=False)["input_ids"])
+    last = tiny_controller.encode("the cat sat")
+    assert last.shape == (n, tiny_controller.hidden_size)
+    embeddings = tiny_controller.encode("the cat sat", layer=0)
+    ids = tiny_controller.tokenizer("the cat sat", add_special_tokens=False, return_tensors="pt")["input_ids"]
+    assert torch.allclose(embeddings, tiny_controller.embed(ids)[0])
+    assert not torch.allclose(tiny_controller.encode("the cat sat", layer=1), embeddings)
+    assert tiny_controller.encode("").shape == (0, tiny_controller.hidden_size)
+
+
+def test_greedy_generation_streams_and_is_deterministic(tiny_controller):
+    ids = prompt(tiny_controller)
+    pieces = list(tiny_controller.generate(ids, gen=GREEDY))
+    assert len(pieces) > 1  # streamed in pieces, not one block
+    again = "".join(tiny_controller.generate(ids, gen=GREEDY))
+    assert "".join(pieces) == again and again.strip()
+
+
+def test_max_new_tokens_bounds_the_reply(tiny_controller):
+    ids = prompt(tiny_controller)
+    text = "".join(tiny_controller.generate(ids, gen=GenerationConfig(max_new_tokens=3)))
+    assert len(tiny_controller.tokenizer(text, add_special_tokens=False)["input_ids"]) <= 4
+
+
+def test_sampling_is_seeded(tiny_controller):
+    ids = prompt(tiny_controller)
+    gen = GenerationConfig(max_new_tokens=8, do_sample=True, temperature=1.5)
+    a = "".join(tiny_controller.generate(ids, gen=gen, seed=1))
+    b = "".join(tiny_controller.generate(ids, gen=gen, seed=1))
+    samples = {"".join(tiny_controller.generate(ids, gen=gen, seed=s)) for s in range(2, 6)}
+    assert a == b and len(samples) > 1
+
+
+def test_soft_prefix(tiny_controller):
+    ids = prompt(tiny_controller)
+    plain = "".join(tiny_controller.generate(ids, gen=GREEDY))
+    empty = torch.zeros(0, tiny_controller.hidden_size)
+    assert "".join(tiny_controller.generate(ids, soft_prefix=empty, gen=GREEDY)) == plain
+    prefix = torch.randn(4, tiny_controller.hidden_size, generator=torch.Generator().manual_seed(0)) * 5
+    shifted = "".join(tiny_controller.generate(ids, soft_prefix=prefix, gen=GREEDY))
+    assert shifted and shifted != plain  # the prefix reaches the model
+
+
+def test_abandoned_stream_releases_the_model(tiny_controller):
+    ids = prompt(tiny_controller)
+    stream = tiny_controller.generate(ids, gen=GenerationConfig(max_new_tokens=200))
+    next(stream)
+    stream.close()  # the consumer goes away mid-reply
+    acquired = tiny_controller.lock.acquire(timeout=10)
+    assert acquired
+    tiny_controller.lock.release()
+
+
+def test_concurrent_requests_are_serialised(tiny_controller):
+    ids = prompt(tiny_controller)
+    expected = "".join(tiny_controller.generate(ids, gen=GREEDY))
+    results = []
+    threads = [
+        threading.Thread(target=lambda: results.append("".join(tiny_controller.generate(ids, gen=GREEDY))))
+        for _ in range(4)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [expected] * 4
+
+
+def test_tiny_model_is_reproducible():
+    cfg = load_config(TINY).model
+    a, b = Controller.from_config(cfg), Controller.from_config(cfg)
+    assert torch.equal(a.model.lm_head.weight, b.model.lm_head.weight)
+
+
+def test_missing_model_package_is_a_clear_error():
+    with pytest.raises(ModelLoadError, match="not installed"):
+        find_package_gguf("no-such-model-package")
+
+
+def test_missing_local_model_dir_is_a_clear_error(tmp_path):
+    with pytest.raises(ModelLoadError, match="not a Hugging Face model directory"):
+        Controller.from_config(ModelConfig(source="local", path=str(tmp_path / "nope")))
+
+
+def test_unknown_source_and_dtype(tmp_path):
+    with pytest.raises(ModelLoadError, match="model.source"):
+        Controller.from_config(ModelConfig(source="hub"))
+    with pytest.raises(ModelLoadError, match="model.dtype"):
+        Controller.from_config(ModelConfig(source="tiny", dtype="float99"))
+
+
+def test_corrupt_gguf_is_a_clear_error_and_leaves_no_cache(tmp_path):
+    bad = tmp_path / "model.gguf"
+    bad.write_bytes(b"GGUF" + b"\x00" * 64)
+    target = tmp_path / "cache" / "model"
+    with pytest.raises(ModelLoadError, match="cannot be read"):
+        _convert_gguf(bad, target)
+    assert not target.exists()
+
+
+def test_corrupt_weights_in_local_dir_are_a_clear_error(tmp_path, tiny_controller):
+    directory = tmp_path / "model"
+    tiny_controller.model.save_pretrained(directory)
+    tiny_controller.tokenizer.save_pretrained(directory)
+    weights = directory / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(ModelLoadError, match="cannot be loaded"):
+        Controller.from_config(ModelConfig(source="local", path=str(directory)))
+
+
+def test_local_model_dir_loads(tmp_path, tiny_controller):
+    directory = tmp_path / "model"
+    tiny_controller.model.save_pretrained(directory)
+    tiny_controller.tokenizer.save_pretrained(directory)
+    local = Controller.from_config(ModelConfig(source="local", path=str(directory)))
+    ids = prompt(local)
+    assert "".join(local.generate(ids, gen=GREEDY)) == "".join(tiny_controller.generate(ids, gen=GREEDY))

