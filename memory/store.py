@@ -56,7 +56,102 @@ def _migrate_to_1(db: sqlite_utils.Database) -> None:
     db["turns"].create_index(["conversation_id"])
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migrate_to_1]
+def _create_engram_tables(db: sqlite_utils.Database) -> None:
+    """Memoria's engrams (memory/memoria.py) and its per-user counters."""
+    db["engrams"].create(
+        {
+            "user_id": int,
+            "id": int,  # per user, in creation order, never reused
+            "type": int,  # 1 working, 2 short-term, 3 long-term
+            # lifespan = expires - engram_counters.step, so aging every engram writes no row
+            "expires": float,
+            "born": int,  # the user's step when added; age = step - born
+            "fire_count": int,
+            "turn": int,  # turns.id in chat; not a foreign key, training steps use it too
+            "text": str,
+            "vector": bytes,  # float32 little-endian, hidden_size values
+            "links": bytes,  # co-fire links: (partner id int64, count int32) little-endian pairs
+        },
+        pk=("user_id", "id"),
+        foreign_keys=[("user_id", "users", "id")],
+        not_null={"user_id", "id", "type", "expires", "born", "fire_count", "vector", "links"},
+    )
+    db["engram_counters"].create(
+        {
+            "user_id": int,
+            "next_id": int,
+            "step": int,  # adjust calls so far
+            "hidden_size": int,
+            "save_seq": int,  # bumped by every save; a mismatch means a save was rolled back
+        },
+        pk="user_id",
+        foreign_keys=[("user_id", "users", "id")],
+        not_null={"next_id", "step", "hidden_size", "save_seq"},
+    )
+
+
+def _create_neural_memory_table(db: sqlite_utils.Database) -> None:
+    """Each user's neural-memory fast weights (memory/neural.py), one snapshot per user."""
+    db["neural_memory"].create(
+        {
+            "user_id": int,
+            "rule": str,  # "g" or "p": a snapshot only loads into a memory with the same rule
+            "tag": str,  # which trained slow weights wrote it; other weights cannot read it
+            "writes": int,  # writes the snapshot holds
+            "weights": bytes,  # torch.save of the fast weights (dict of float32 tensors)
+            "updated_at": float,
+        },
+        pk="user_id",
+        foreign_keys=[("user_id", "users", "id")],
+        not_null={"rule", "tag", "writes", "weights", "updated_at"},
+    )
+
+
+def _create_vocab_tables(db: sqlite_utils.Database) -> None:
+    """The elastic vocabulary (vocab/persist.py): added tokens, growth candidates, events, counters."""
+    db["vocab_tokens"].create(
+        {
+            "id": int,  # current token id (base_size + rank); renumbered when tokens are pruned
+            "text": str,
+            "pieces": str,  # JSON list of the ids it is built from
+            "expansion": str,  # JSON list of the base ids it stands for
+            "level": int,
+            "strength": float,  # value at step `touched`; it decays from there
+            "touched": int,
+            "uses": int,
+            "born": int,
+            "row": bytes,  # float32 embedding row; NULL when saved without a model
+        },
+        pk="id",
+        not_null={"text", "pieces", "expansion", "level", "strength", "touched", "uses", "born"},
+    )
+    db["vocab_candidates"].create(
+        {"key": str, "count": float, "touched": int},  # count at step `touched`
+        pk="key",
+        not_null={"count", "touched"},
+    )
+    db["vocab_events"].create(
+        {
+            "id": int,
+            "time": float,
+            "step": int,  # the vocabulary's turn counter
+            "turn_id": int,  # turns.id in chat; not a foreign key, benchmarks log events too
+            "user": str,
+            "kind": str,  # "grow" or "prune"
+            "token_id": int,
+            "text": str,
+            "pieces": str,  # JSON list of the texts of its pieces
+            "level": int,
+            "strength": float,
+        },
+        pk="id",
+        not_null={"time", "step", "user", "kind", "token_id", "text", "pieces", "level", "strength"},
+    )
+    db["vocab_events"].create_index(["step"])
+    db["vocab_meta"].create({"key": str, "value": str}, pk="key", not_null={"value"})  # JSON values
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migrate_to_1, _create_engram_tables, _create_neural_memory_table, _create_vocab_tables]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
