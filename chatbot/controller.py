@@ -38,6 +38,8 @@ from transformers import (
     TextIteratorStreamer,
 )
 
+from vocab import ElasticVocab
+
 from .config import GenerationConfig, ModelConfig
 
 log = logging.getLogger(__name__)
@@ -165,6 +167,8 @@ class Controller:
         self.tokenizer = tokenizer
         self.lock = threading.RLock()
         self.load_report = LoadReport("given", 0.0)
+        # When set, generate() merges prompts into its grown tokens and decodes with it.
+        self.vocab: ElasticVocab | None = None
 
     @classmethod
     def from_config(cls, cfg: ModelConfig) -> "Controller":
@@ -212,6 +216,8 @@ class Controller:
     def chat_ids(self, messages: list[dict[str, str]]) -> torch.LongTensor:
         """Token ids of `messages` in the chat template, ending with the assistant's cue.
 
+        Base-tokenizer ids: generate() merges them into the elastic vocabulary under
+        the model lock, so no vocabulary change can come between merge and generation.
         Returns: [1, T] token ids.
         """
         encoded = self.tokenizer.apply_chat_template(
@@ -239,6 +245,17 @@ class Controller:
             out = self.model(input_ids=ids, output_hidden_states=True)
         return out.hidden_states[layer][0]
 
+    def _prompt_inputs(self, input_ids: torch.LongTensor, soft_prefix: torch.Tensor | None) -> dict:
+        """generate() arguments for the prompt: [1, T] ids, or [1, P+T, H] embeddings with a soft prefix."""
+        if self.vocab is not None:
+            input_ids = torch.tensor([self.vocab.merge(input_ids[0])])
+        if soft_prefix is not None and soft_prefix.shape[0] > 0:
+            prefix = soft_prefix.to(self.model.dtype).unsqueeze(0)
+            embeds = torch.cat([prefix, self.embed(input_ids)], dim=1)
+            # With inputs_embeds the streamer's "prompt" is empty, so nothing is skipped wrongly.
+            return dict(inputs_embeds=embeds, attention_mask=torch.ones(embeds.shape[:2], dtype=torch.long))
+        return dict(input_ids=input_ids, attention_mask=torch.ones_like(input_ids))
+
     def generate(
         self,
         input_ids: torch.LongTensor,
@@ -258,9 +275,9 @@ class Controller:
         """
         gen = gen or GenerationConfig()
         cancel = threading.Event()
-        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        decoder = self.vocab if self.vocab is not None else self.tokenizer  # added ids decode to their text
+        streamer = TextIteratorStreamer(decoder, skip_prompt=True, skip_special_tokens=True)
         kwargs = dict(
-            attention_mask=torch.ones_like(input_ids),
             max_new_tokens=gen.max_new_tokens,
             do_sample=gen.do_sample,
             streamer=streamer,
@@ -271,19 +288,12 @@ class Controller:
             kwargs.update(temperature=gen.temperature, top_p=gen.top_p)
         else:  # the model's generation_config may carry sampling defaults that greedy ignores noisily
             kwargs.update(temperature=None, top_p=None, top_k=None)
-        if soft_prefix is not None and soft_prefix.shape[0] > 0:
-            prefix = soft_prefix.to(self.model.dtype).unsqueeze(0)
-            with torch.inference_mode():
-                embeds = torch.cat([prefix, self.embed(input_ids)], dim=1)
-            kwargs.update(inputs_embeds=embeds, attention_mask=torch.ones(embeds.shape[:2], dtype=torch.long))
-            # With inputs_embeds the streamer's "prompt" is empty, so nothing is skipped wrongly.
-        else:
-            kwargs.update(input_ids=input_ids)
         error: list[BaseException] = []
 
         def run() -> None:
             try:
                 with self.lock, torch.inference_mode():
+                    kwargs.update(self._prompt_inputs(input_ids, soft_prefix))
                     if seed is not None:
                         torch.manual_seed(seed)
                     self.model.generate(**kwargs)

@@ -1,0 +1,485 @@
+"""The elastic vocabulary's invariants: round trips, compact ids, restored behaviour,
+trainable new rows, exact persistence, and its place in a chat turn."""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from transformers import AutoTokenizer, TextIteratorStreamer
+
+from chatbot.config import load_config
+from chatbot.controller import Controller
+from memory.store import Store
+from vocab import ElasticVocab, Lexicon, LexiconError, VocabConfig, remap_ids
+from vocab.persist import read_events, size_history
+from vocab.rows import embedding_matrix
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ROOT / "configs" / "tiny.yaml"
+NAMES = ["Oriel", "Vantastad", "Quillmere", "Zephyrine", "Brannoch", "Ysolde", "Thelonius", "Marisabel"]
+# Words, names, punctuation, digits, whitespace runs, non-Latin text and special-token markup.
+PARTS = st.sampled_from(NAMES + [" ", "  ", "\n", ".", ",", "'s", "4417", "é", "日本", "🙂", "<|im_end|>", "the", " and "])
+# SmolLM2's byte-level vocabulary lacks six control bytes and the lead bytes of the unassigned
+# planes 4-11, so the base tokenizer itself drops those characters; any other text round-trips.
+UNENCODABLE = "\x04\x06\x13\x14\x16\x1d"
+CHARS = st.characters(exclude_categories=("Cs", "Cn"), exclude_characters=UNENCODABLE)
+TEXTS = st.one_of(st.text(CHARS, max_size=60), st.lists(PARTS, max_size=14).map("".join))
+
+
+@pytest.fixture(scope="module")
+def tiny_cfg():
+    return load_config(TINY)
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_cfg):
+    return Controller.from_config(tiny_cfg.model).tokenizer
+
+
+def tiny_model(cfg):
+    return Controller.from_config(cfg.model).model
+
+
+def fast_cfg(**kw) -> VocabConfig:
+    """Rates for tests; row fitting off unless a test is about it (it costs model passes)."""
+    return replace(VocabConfig(), fit_steps=0, **kw)
+
+
+def check_ids(vocab: ElasticVocab) -> None:
+    """Ids contiguous, expansions unique, pieces older than the token, matrix rows = ids."""
+    seen = set()
+    for k, t in enumerate(vocab.tokens):
+        assert t.id == vocab.base_size + k
+        assert t.expansion not in seen and len(t.expansion) >= 2
+        seen.add(t.expansion)
+        assert all(0 <= p < t.id for p in t.pieces)
+        assert vocab.lexicon.expand(t.pieces) == list(t.expansion)
+        assert t.level == 1 + max(vocab.lexicon.level(p) for p in t.pieces)
+    if vocab.model is not None:
+        assert embedding_matrix(vocab.model).shape[0] == vocab.size == vocab.model.config.vocab_size
+        assert vocab.model.get_output_embeddings().weight is embedding_matrix(vocab.model)
+
+
+# ----- the lexicon alone ---------------------------------------------------------------
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_lexicon_merge_expand_and_remove_keep_text(data):
+    lex = Lexicon(base_size=8)
+    stored = data.draw(st.lists(st.integers(0, 7), max_size=30))
+    held = list(stored)  # ids someone stored; kept valid through every remove via remap_ids
+    for _ in range(data.draw(st.integers(0, 12))):
+        if lex.tokens and data.draw(st.booleans()):
+            doomed = data.draw(st.lists(st.sampled_from([t.id for t in lex.tokens]), min_size=1, unique=True))
+            held = remap_ids(held, lex.remove(doomed))
+        else:
+            pieces = data.draw(st.lists(st.integers(0, lex.size - 1), min_size=2, max_size=4))
+            try:
+                lex.add(pieces, "t", strength=1.0, step=0)
+            except LexiconError:
+                pass  # the same expansion twice
+            held = lex.merge(lex.expand(held))
+        assert lex.expand(held) == stored
+        assert lex.expand(lex.merge(stored)) == stored
+        assert [t.id for t in lex.tokens] == list(range(8, lex.size))
+        assert len({t.expansion for t in lex.tokens}) == len(lex.tokens)
+
+
+def test_lexicon_refuses_base_and_unknown_ids():
+    lex = Lexicon(base_size=4)
+    lex.add([1, 2], "ab", strength=1.0, step=0)
+    for bad in (0, 3, 5, -1):
+        with pytest.raises(LexiconError):
+            lex.remove([bad])
+    with pytest.raises(LexiconError):
+        lex.expand([9])
+    with pytest.raises(LexiconError):
+        lex.add([1, 2], "ab again", strength=1.0, step=0)
+
+
+# ----- round trips over grow and prune ---------------------------------------------------
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=TEXTS, ops=st.lists(st.tuples(st.sampled_from(["grow", "prune", "observe", "decay"]), TEXTS), max_size=8))
+def test_round_trip_for_any_text_and_any_grow_prune_sequence(tokenizer, text, ops):
+    vocab = ElasticVocab(tokenizer, fast_cfg(grow_after=1.0, capacity=6))
+    for op, arg in ops:
+        if op == "grow":
+            vocab.grow([arg, *NAMES[: len(arg) % 4], " " + NAMES[len(arg) % 8]])
+        elif op == "prune" and vocab.tokens:
+            vocab.prune([t.id for t in vocab.tokens[:: 1 + len(arg) % 3]])
+        elif op == "observe":
+            vocab.observe(arg + " " + text, teaching=len(arg) % 2 == 0)
+        else:
+            vocab.decay(1 + len(arg) * 10)
+        check_ids(vocab)
+        assert vocab.decode(vocab.encode(text)) == text
+        assert vocab.lexicon.expand(vocab.encode(text)) == vocab.base_encode(text)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.text(max_size=40))
+def test_any_text_decodes_as_the_base_tokenizer_decodes_it(tokenizer, text):
+    """Even where the base tokenizer loses characters, the elastic layer adds no loss of its own."""
+    vocab = ElasticVocab(tokenizer, fast_cfg())
+    vocab.grow(NAMES + [text])
+    base = tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert vocab.decode(vocab.encode(text)) == tokenizer.decode(base)
+
+
+def test_names_become_tokens_and_shorten_text(tokenizer):
+    vocab = ElasticVocab(tokenizer, fast_cfg())
+    text = "My sister Oriel lives in Vantastad."
+    before = len(vocab.encode(text))
+    assert vocab.observe(text) == []  # seen once: only counted
+    events = vocab.observe("Oriel's friend visited Vantastad.")
+    assert {e.text for e in events if e.kind == "grow"} == {" Vantastad"}  # "Oriel" at the start is another word
+    assert len(vocab.encode(text)) == before - 3  # " V", "ant", "ast", "ad" -> one token
+    assert vocab.decode(vocab.encode(text)) == text
+
+
+def test_teaching_grows_at_once_and_digits_and_specials_never(tokenizer):
+    vocab = ElasticVocab(tokenizer, fast_cfg())
+    events = vocab.observe("Remember: the vault code is 4417 and Quillmere <|im_end|> 日本")
+    assert [(e.kind, e.text, e.level) for e in events] == [("grow", " Quillmere", 1), ("grow", " 日本", 1)]
+    assert events[0].pieces == (" Qu", "ill", "mere")
+    assert vocab.observe("Zephyrine", teaching=True)[0].text == "Zephyrine"
+
+
+def test_spans_of_added_words_grow_one_level_up_and_survive_their_parts(tokenizer):
+    vocab = ElasticVocab(tokenizer, fast_cfg(span_grow_after=1.8))
+    vocab.observe("Remember: my sister is Oriel Vantastad.")
+    assert sorted(t.text for t in vocab.tokens) == [" Oriel", " Vantastad"]
+    vocab.observe("Yes, Oriel Vantastad.")
+    span = vocab.tokens[-1]
+    assert (span.text, span.level) == (" Oriel Vantastad", 2)
+    vocab.observe("Oriel Vantastad Brannoch", teaching=True)
+    text = "I met Oriel Vantastad Brannoch today"
+    ids = vocab.encode(text)
+    assert span.id in ids and vocab.decode(ids) == text
+    # Pruning a part inlines it into the span: same text, lower level, ids still compact.
+    part = next(t for t in vocab.tokens if t.text == " Oriel")
+    vocab.prune([part.id])
+    check_ids(vocab)
+    span = next(t for t in vocab.tokens if t.text == " Oriel Vantastad")
+    assert span.level == 2 and len(span.pieces) == 3  # " Ori", "el", " Vantastad"
+    assert vocab.decode(vocab.encode(text)) == text
+
+
+def test_use_strengthens_the_token_and_its_parts(tokenizer):
+    vocab = ElasticVocab(tokenizer, fast_cfg(span_grow_after=1.0))
+    vocab.observe("Remember: Oriel Vantastad")
+    vocab.observe("so Oriel Vantastad")
+    span = next(t for t in vocab.tokens if t.level == 2)
+    before = {t.text: vocab.strength(t) for t in vocab.tokens}
+    vocab.observe("so Oriel Vantastad again")
+    after = {t.text: vocab.strength(t) for t in vocab.tokens}
+    for text in (span.text, " Oriel", " Vantastad"):
+        assert after[text] == pytest.approx(before[text] * vocab.cfg.decay + vocab.cfg.use_gain)
+
+
+def test_decay_prunes_unused_tokens_and_capacity_prunes_the_weakest(tokenizer):
+    cfg = fast_cfg(capacity=2)
+    vocab = ElasticVocab(tokenizer, cfg)
+    vocab.observe("Remember: Oriel")
+    vocab.observe("Remember: Quillmere Quillmere")  # the same word twice grows it once
+    vocab.observe("yes, Quillmere")
+    events = vocab.observe("Remember: Zephyrine")  # a third token: over capacity
+    assert [(e.kind, e.text) for e in events] == [("grow", " Zephyrine"), ("prune", " Oriel")]
+    turns = math.ceil(math.log(cfg.prune_below / (cfg.grow_strength + 3)) / math.log(cfg.decay))
+    vocab.decay(turns)
+    events = vocab.observe("nothing new here")
+    assert {e.kind for e in events} == {"prune"} and vocab.tokens == []
+    assert vocab.size == vocab.base_size
+
+
+# ----- the model's rows -----------------------------------------------------------------
+
+
+def test_grow_then_prune_restores_base_logits_and_ids(tiny_cfg, tokenizer):
+    model = tiny_model(tiny_cfg)
+    text = "Oriel went to Vantastad, then home."
+    base_ids = tokenizer(text)["input_ids"]
+    x = torch.tensor([base_ids])
+    with torch.no_grad():
+        base_logits = model(input_ids=x).logits.clone()
+    vocab = ElasticVocab(tokenizer, replace(VocabConfig(), span_grow_after=1.0, fit_steps=2), model)
+    vocab.observe("Remember: Oriel Vantastad and Quillmere")
+    vocab.observe("Oriel Vantastad went to Quillmere")
+    assert len(vocab.tokens) >= 4 and max(t.level for t in vocab.tokens) == 2
+    check_ids(vocab)
+    with torch.no_grad():
+        grown = model(input_ids=x).logits
+    assert grown.shape[-1] == vocab.size
+    assert torch.allclose(grown[..., : vocab.base_size], base_logits)  # base inputs: base logits unchanged
+    vocab.prune([t.id for t in vocab.tokens[::2]])
+    check_ids(vocab)
+    vocab.prune([t.id for t in vocab.tokens])
+    check_ids(vocab)
+    with torch.no_grad():
+        restored = model(input_ids=x).logits
+    assert restored.shape == base_logits.shape
+    assert torch.allclose(restored, base_logits)
+    assert vocab.encode(text) == base_ids and 0 not in base_ids  # no word collides with <|endoftext|> (id 0)
+
+
+def test_new_rows_are_fitted_only_where_new(tiny_cfg, tokenizer):
+    model = tiny_model(tiny_cfg)
+    before = embedding_matrix(model).detach().clone()
+    vocab = ElasticVocab(tokenizer, replace(VocabConfig(), fit_steps=3), model)
+    (event,) = vocab.observe("Remember: Oriel lives here.")
+    after = embedding_matrix(model)
+    assert torch.equal(after[: vocab.base_size], before)
+    first = tokenizer(" Oriel", add_special_tokens=False)["input_ids"][0]
+    assert not torch.equal(after[event.token_id], before[first])  # started at " Ori", then moved
+
+
+def test_optimizer_made_after_growth_trains_the_new_rows(tiny_cfg, tokenizer):
+    """The seed's bug: an optimizer built before growth never sees the new rows."""
+    model = tiny_model(tiny_cfg).requires_grad_(True)
+    stale = torch.optim.SGD(model.parameters(), lr=0.1)
+    vocab = ElasticVocab(tokenizer, fast_cfg(), model)
+    (event,) = vocab.observe("Remember: Oriel")
+    weight = embedding_matrix(model)
+    assert weight.requires_grad and model.get_output_embeddings().weight is weight
+    assert all(weight is not p for g in stale.param_groups for p in g["params"])  # why training must rebuild it
+    optim = torch.optim.SGD(model.parameters(), lr=0.1)
+    assert any(weight is p for g in optim.param_groups for p in g["params"])
+    row = weight[event.token_id].detach().clone()
+    ids = torch.tensor([vocab.encode("I met Oriel, and Oriel met me")])
+    assert event.token_id in ids[0]
+    model(input_ids=ids, labels=ids).loss.backward()
+    assert weight.grad[event.token_id].abs().sum() > 0
+    optim.step()
+    assert not torch.equal(weight[event.token_id], row)
+
+
+# ----- generation --------------------------------------------------------------------------
+
+
+def test_generation_emits_added_tokens_and_the_streamer_decodes_them(tiny_cfg, tokenizer):
+    controller = Controller.from_config(tiny_cfg.model)
+    vocab = ElasticVocab(tokenizer, fast_cfg(), controller.model)
+    controller.vocab = vocab
+    ids = controller.chat_ids([{"role": "user", "content": "hello"}])
+    with torch.no_grad():
+        logits = controller.model(input_ids=ids).logits[0, -1]
+    greedy = int(logits.argmax())
+    assert logits[greedy] > 0
+    (event,) = vocab.observe("Remember: Quillmere")
+    with torch.no_grad():  # the new token now scores twice the greedy token's logit
+        embedding_matrix(controller.model)[event.token_id] = 2 * embedding_matrix(controller.model)[greedy]
+    gen = replace(tiny_cfg.generation, max_new_tokens=3)
+    text = "".join(controller.generate(ids, gen=gen))
+    assert text.startswith(" Quillmere")
+    streamer = TextIteratorStreamer(vocab, skip_special_tokens=True)
+    streamer.put(torch.tensor([vocab.encode("to Quillmere and Oriel")]))
+    streamer.end()
+    assert "".join(streamer) == "to Quillmere and Oriel"
+
+
+# ----- persistence -----------------------------------------------------------------------------
+
+
+def state(vocab: ElasticVocab) -> tuple:
+    tokens = [(t.id, t.text, t.pieces, t.expansion, t.level, t.strength, t.touched, t.uses, t.born) for t in vocab.tokens]
+    return tokens, vocab.step, dict(vocab.candidates)
+
+
+STREAM = [
+    "My sister Oriel lives in Vantastad.",
+    "Remember: Quillmere is where Zephyrine works.",
+    "Oriel moved to Quillmere with Brannoch.",
+    "Oriel Vantastad and Oriel Vantastad",
+    "Remember: Ysolde, Thelonius, Marisabel.",
+    "Brannoch and Oriel Vantastad met Ysolde.",
+]
+
+
+def test_save_and_load_is_an_identity(tiny_cfg, tokenizer, tmp_path):
+    cfg = replace(VocabConfig(), span_grow_after=1.8, capacity=6, fit_steps=1)
+    store = Store(tmp_path / "chat.db")
+    vocab = ElasticVocab(tokenizer, cfg, tiny_model(tiny_cfg))
+    for k, text in enumerate(STREAM):
+        vocab.observe(text, user="ann")
+        if k == 3:
+            vocab.decay(150)  # some tokens fall under the threshold at the next turn
+        with store.transaction() as db:
+            vocab.save(db, turn_id=k)
+    assert {e["kind"] for e in read_events(store.db)} == {"grow", "prune"}
+    store.close()
+    store = Store(tmp_path / "chat.db")  # a restart
+    again = ElasticVocab(tokenizer, cfg, tiny_model(tiny_cfg))
+    again.load(store.db)
+    assert state(again) == state(vocab)
+    assert torch.equal(embedding_matrix(again.model), embedding_matrix(vocab.model))
+    for text in STREAM:
+        assert again.encode(text) == vocab.encode(text)
+    # Both go on identically.
+    a = [(e.kind, e.text, e.token_id) for e in vocab.observe("Thelonius met Thelonius and Zephyrine at Vantastad")]
+    b = [(e.kind, e.text, e.token_id) for e in again.observe("Thelonius met Thelonius and Zephyrine at Vantastad")]
+    assert a == b and state(again) == state(vocab)
+    sizes = size_history(store.db, vocab.base_size)
+    assert sizes[-1][1] == vocab.size - len([e for e in a if e[0] == "grow"]) + len([e for e in a if e[0] == "prune"])
+    store.close()
+
+
+def test_a_rolled_back_save_is_written_again(tokenizer, tmp_path):
+    store = Store(tmp_path / "chat.db")
+    vocab = ElasticVocab(tokenizer, fast_cfg())
+    vocab.observe("Remember: Oriel")
+    with store.transaction() as db:
+        vocab.save(db)
+    vocab.observe("Remember: Quillmere")
+    with pytest.raises(RuntimeError), store.transaction() as db:
+        vocab.save(db)
+        raise RuntimeError("the turn failed after the vocabulary was written")
+    vocab.observe("Oriel again")
+    with store.transaction() as db:
+        vocab.save(db)
+    again = ElasticVocab(tokenizer, fast_cfg())
+    again.load(store.db)
+    assert state(again) == state(vocab)
+    assert [e["text"] for e in read_events(store.db)] == [" Quillmere", " Oriel"]
+
+
+def test_rows_saved_for_another_model_are_rebuilt(tiny_cfg, tokenizer, tmp_path, caplog):
+    store = Store(tmp_path / "chat.db")
+    vocab = ElasticVocab(tokenizer, fast_cfg(), tiny_model(tiny_cfg))
+    vocab.observe("Remember: Oriel Vantastad")
+    with store.transaction() as db:
+        vocab.save(db)
+    other_cfg = replace(tiny_cfg.model, tiny=replace(tiny_cfg.model.tiny, seed=1))
+    other = ElasticVocab(tokenizer, fast_cfg(), Controller.from_config(other_cfg).model)
+    with caplog.at_level(logging.WARNING):
+        other.load(store.db)
+    assert "another model" in caplog.text
+    matrix = embedding_matrix(other.model)
+    for t in other.tokens:
+        assert torch.equal(matrix[t.id], matrix[t.pieces[0]])
+    assert state(other)[0] == state(vocab)[0]
+
+
+def test_load_refuses_another_tokenizer(tokenizer, tmp_path):
+    from vocab import VocabError
+
+    store = Store(tmp_path / "chat.db")
+    vocab = ElasticVocab(tokenizer, fast_cfg())
+    vocab.observe("Remember: Oriel")
+    with store.transaction() as db:
+        vocab.save(db)
+    gpt2_like = AutoTokenizer.from_pretrained(ROOT / "data" / "models" / "SmolLM2-135M-Instruct.Q4_1")
+    gpt2_like.add_tokens(["<extra>"])
+    with pytest.raises(VocabError, match="base ids"):
+        ElasticVocab(gpt2_like, fast_cfg()).load(store.db)
+
+
+def test_the_vocabulary_tab_shows_each_user_only_their_own_words(tokenizer, tmp_path):
+    from vocab.report import size_figure, user_events, user_tokens
+
+    store = Store(tmp_path / "chat.db")
+    vocab = ElasticVocab(tokenizer, fast_cfg())
+    for user, text in [("ann", "Remember: Oriel and Vantastad"), ("bob", "Remember: Quillmere"), ("bob", "nothing new")]:
+        vocab.observe(text, user=user)
+        with store.transaction() as db:
+            vocab.save(db)
+    assert [row[0] for row in user_tokens(vocab, store.db, "ann")] == ["' Oriel'", "' Vantastad'"]
+    assert [row[3] for row in user_events(store.db, "bob")] == ["' Quillmere'"]
+    assert user_tokens(vocab, store.db, "carol") == [] and user_events(store.db, "carol") == []
+    line = size_figure(vocab, store.db).axes[0].lines[0]
+    assert list(line.get_xdata()) == [0, 1, 2, 3] and list(line.get_ydata()) == [0, 2, 3, 3]
+
+
+# ----- a chat turn ------------------------------------------------------------------------------
+
+
+def test_an_agent_turn_grows_tokens_and_stores_the_events_with_the_turn(tmp_path):
+    from chatbot.agent import Agent
+
+    agent = Agent.from_config(TINY, db=tmp_path / "chat.db")
+    assert agent.controller.vocab is agent.vocab
+    agent.chat("ann", "Remember: my sister Oriel lives in Vantastad.")
+    (turn,) = agent.history("ann")
+    events = read_events(agent.store.db)
+    assert {(e["kind"], e["text"], e["user"], e["turn_id"]) for e in events} == {
+        ("grow", " Oriel", "ann", turn.id),
+        ("grow", " Vantastad", "ann", turn.id),
+    }
+    ids = agent.controller.chat_ids([{"role": "user", "content": "Where is Vantastad?"}])
+    assert len(agent.vocab.merge(ids[0])) == ids.shape[1] - 3
+    grown = agent.vocab.size
+    agent.close()
+    again = Agent.from_config(TINY, db=tmp_path / "chat.db")  # a restart
+    assert again.vocab.size == grown == embedding_matrix(again.controller.model).shape[0]
+    assert state(again.vocab)[0] == state(agent.vocab)[0]
+    again.close()
+
+
+def test_a_disabled_vocabulary_leaves_the_model_and_tables_alone(tmp_path):
+    from chatbot.agent import Agent
+
+    cfg = load_config(TINY)
+    cfg.vocab.enabled = False
+    cfg.store.path = str(tmp_path / "chat.db")
+    agent = Agent(cfg, Controller.from_config(cfg.model), Store(cfg.store.path))
+    agent.chat("ann", "Remember: my sister Oriel lives in Vantastad.")
+    assert agent.vocab is None and agent.controller.vocab is None
+    assert embedding_matrix(agent.controller.model).shape[0] == len(agent.controller.tokenizer)
+    assert read_events(agent.store.db) == []
+    agent.close()
+
+
+# ----- the real model -----------------------------------------------------------------------------
+
+
+@pytest.mark.real_model
+def test_real_model_reads_and_emits_grown_names():
+    """Grown names keep SmolLM2's held-out perplexity (per base token) within 5%, and greedy
+    generation emits a grown name as one token, decoding to the right text."""
+    cfg = load_config(ROOT / "configs" / "default.yaml")
+    controller = Controller.from_config(cfg.model)
+    model, tok = controller.model, controller.tokenizer
+    held = (
+        "Oriel went to the kitchen. Brannoch moved to Vantastad. Where is Brannoch? Vantastad. "
+        "Ysolde travelled to Quillmere with Oriel. Brannoch and Ysolde met Oriel in Vantastad. "
+        "Where is Ysolde? Quillmere. Oriel journeyed back to Vantastad."
+    )
+    start = tok.convert_tokens_to_ids("<|endoftext|>")
+
+    def nll(ids: list[int]) -> float:
+        x = torch.tensor([[start] + ids])
+        with torch.no_grad():
+            logp = model(input_ids=x).logits[0, :-1].float().log_softmax(-1)
+        return -logp.gather(1, x[0, 1:, None]).sum().item()
+
+    base_ids = tok(held, add_special_tokens=False)["input_ids"]
+    base = nll(base_ids)
+    vocab = ElasticVocab(tok, cfg.vocab, model)
+    controller.vocab = vocab
+    for text in [
+        "Remember: my sister Oriel lives in Vantastad.",
+        "Remember: Brannoch and Ysolde are her neighbours in Quillmere.",
+        "Oriel visits Brannoch, Ysolde and Quillmere every week.",
+    ]:
+        vocab.observe(text)
+    grown_ids = vocab.encode(held)
+    assert len(grown_ids) < len(base_ids) and vocab.decode(grown_ids) == held
+    grown = nll(grown_ids)
+    assert math.exp(grown / len(base_ids)) <= 1.05 * math.exp(base / len(base_ids))
+    # Copying a name from the context: the grown token is the model's first choice, and the
+    # controller's streamer turns it back into the name.
+    prompt = [start] + tok("My sister is called Oriel. What is my sister called? She is called", add_special_tokens=False)["input_ids"]
+    oriel = next(t for t in vocab.tokens if t.text == " Oriel")
+    with torch.no_grad():
+        assert model(input_ids=torch.tensor([vocab.merge(prompt)])).logits[0, -1].argmax() == oriel.id
+    reply = "".join(controller.generate(torch.tensor([prompt]), gen=replace(cfg.generation, max_new_tokens=3)))
+    assert reply.startswith(" Oriel")
