@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from vocab.config import VocabConfig
+
 
 class ConfigError(ValueError):
     """A config file is missing, unreadable, or has a bad key or value."""
@@ -78,6 +80,74 @@ class StoreConfig:
 
 
 @dataclass
+class NeuralMemoryConfig:
+    """The meta-learned neural memory (MNM): an MLP whose fast weights are the memory."""
+
+    enabled: bool = True  # false: answers come from the interface state alone (the no-memory ablation)
+    rule: str = "g"  # "g": one gradient step per write (MNM-g); "p": learned local layer-wise rule (MNM-p)
+    heads: int = 4  # independent MLPs, each holding one slice of every key and value
+    key_dim: int = 256  # total key width, split evenly across heads
+    hidden_dim: int = 256  # hidden units per head in each hidden layer
+    layers: int = 2  # linear layers per head; 1 makes a linear associative memory
+    learn_init: bool = True  # meta-learn the initial fast weights; false keeps their random start fixed
+    learn_step: bool = True  # meta-learn the per-layer step size that multiplies beta
+    checkpoint: str = ""  # trained interface + memory from train_meta.py; "" = untrained
+
+
+@dataclass
+class InterfaceConfig:
+    """The trainable network that turns controller hidden states into memory reads and writes."""
+
+    feature_layer: int = 8  # controller layer whose hidden states feed it (0 = embeddings)
+    model_dim: int = 256  # width of its token projections and recurrent state
+    recurrent: bool = True  # carry a GRU state across sentences/turns; false treats each alone
+    value_copy: bool = True  # values point at the sentence's own token embeddings (copying)
+    value_residual: bool = True  # add a learned vector to the value (answers absent from the text: yes, two)
+    learned_beta: bool = True  # emit the write rate per sentence; false writes with fixed_beta
+    fixed_beta: float = 1.0  # write rate when learned_beta is false
+    read_hops: int = 1  # reads per question; a hop's key sees the previous hop's value
+    output_mlp: bool = True  # mix the read with the question state before decoding; false decodes the read
+    center_decoding: bool = False  # decode after subtracting the candidates' mean (similar invented names stay apart)
+
+
+@dataclass
+class MetaLossConfig:
+    """Weights of the meta-training loss terms; 0 switches a term off (not even computed)."""
+
+    answer: float = 1.0  # cross-entropy of the decoded read against the answer
+    meta: float = 4.0  # MNM meta loss: right after a write, reading its key returns its value
+    vicreg: float = 0.125  # variance/covariance of write keys: keeps memories apart
+    recall: float = 0.5  # a read of the write key decodes to the tokens the value pointed at
+
+
+@dataclass
+class MetaTrainConfig:
+    """Offline meta-training of the interface and memory (train_meta.py)."""
+
+    data_dir: str = "../shared/data"  # holds babi/en and babi/en-10k; relative to the working directory
+    babi_set: str = "en-10k"  # "en" (1k) or "en-10k"; a task missing there falls back to en
+    babi_tasks: str = "1-20"  # tasks to train on: "1-20", "1,4,6" or a mix; "" for none
+    teach_recall_episodes: int = 0  # generated teach-and-recall training dialogues added to bAbI
+    teach_recall_facts: int = 12  # facts taught per generated training dialogue
+    feature_cache: str = "data/features"  # frozen controller features are computed once into here
+    output_dir: str = "data/runs/meta"  # accelerate state (resume), metrics.csv
+    export_path: str = "checkpoints/mnm.pt"  # trained weights written here at the end
+    steps: int = 2000  # optimizer steps
+    batch_size: int = 32  # episodes per process per micro-batch
+    grad_accum: int = 1  # micro-batches per optimizer step
+    lr: float = 0.001  # AdamW learning rate (cosine decay after warmup)
+    warmup_steps: int = 100  # linear warmup
+    weight_decay: float = 0.0  # AdamW weight decay
+    clip_norm: float = 1.0  # gradient norm clip
+    mixed_precision: str = "bf16"  # on GPU: "no", "fp16" or "bf16"; always "no" on CPU
+    checkpoint_every: int = 250  # steps between accelerate state saves
+    log_every: int = 25  # steps between metric rows
+    seed: int = 0  # data order and initialisation
+    threads: int = 1  # torch CPU threads per process
+    losses: MetaLossConfig = field(default_factory=MetaLossConfig)
+
+
+@dataclass
 class Config:
     """The whole configuration of one chatbot."""
 
@@ -85,6 +155,10 @@ class Config:
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     chat: ChatConfig = field(default_factory=ChatConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
+    neural_memory: NeuralMemoryConfig = field(default_factory=NeuralMemoryConfig)
+    interface: InterfaceConfig = field(default_factory=InterfaceConfig)
+    meta_train: MetaTrainConfig = field(default_factory=MetaTrainConfig)
+    vocab: VocabConfig = field(default_factory=VocabConfig)
 
 
 def load_config(path: str | Path) -> Config:

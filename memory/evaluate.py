@@ -1,0 +1,69 @@
+"""Memory-only answering for the benchmarks: episodes in, decoded answers out.
+
+"Memory-only" means the language model does not generate: each story is written
+to the neural memory sentence by sentence, each question is answered by reading
+it, and the read is decoded to the nearest answer embedding among a candidate set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from chatbot.config import Config, MetaLossConfig
+
+from .batching import Candidates, episode_texts, make_batch
+from .episodes import Episode
+from .features import FeatureCache, cache_tag
+from .interface import MemoryModel, load_checkpoint
+
+_NO_LOSSES = MetaLossConfig(answer=0.0, meta=0.0, vicreg=0.0, recall=0.0)
+
+
+@dataclass
+class Loaded:
+    model: MemoryModel
+    meta: dict  # the checkpoint's configs, candidates and training record
+    cache: FeatureCache
+    cfg: Config
+
+    def features(self, episodes: Sequence[Episode], phrases: Sequence[str] = ()) -> None:
+        """Make sure every sentence and phrase is cached (runs the controller only if something is missing)."""
+        texts = episode_texts(episodes)
+        if any(self.cache.missing(texts, list(phrases))):
+            from chatbot.controller import Controller
+
+            self.cache.ensure(Controller.from_config(self.cfg.model), texts, list(phrases), progress=True)
+
+
+def load_for_eval(cfg: Config, checkpoint: str | Path) -> Loaded:
+    """The trained model and the feature cache of the controller it was trained on."""
+    model, meta = load_checkpoint(checkpoint)
+    if meta["cache_tag"] != cache_tag(cfg.model):
+        raise ValueError(
+            f"checkpoint {checkpoint} was trained on controller {meta['cache_tag']}, "
+            f"the config's model is {cache_tag(cfg.model)}"
+        )
+    cache = FeatureCache(cfg.meta_train.feature_cache, meta["cache_tag"], meta["feature_layer"])
+    return Loaded(model, meta, cache, cfg)
+
+
+@torch.no_grad()
+def answer_episodes(
+    loaded: Loaded, episodes: Sequence[Episode], candidates: Candidates, *, batch_size: int = 64
+) -> list[list[str]]:
+    """Decoded answer of every question, per episode, in order."""
+    answers: list[list[str]] = [[] for _ in episodes]
+    order = sorted(range(len(episodes)), key=lambda i: len(episodes[i].steps))
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        batch = make_batch([episodes[i] for i in idx], loaded.cache, candidates)
+        result = loaded.model(batch, _NO_LOSSES)
+        predicted = result["logits"].argmax(-1).tolist()
+        # positions come row-major (episode, then step): each episode's questions in order
+        for (row, _), p in zip(result["positions"].tolist(), predicted):
+            answers[idx[row]].append(candidates.phrases[p])
+    return answers
