@@ -22,6 +22,7 @@ import gradio as gr
 
 from chatbot import Agent, ConfigError, MessageError, ModelLoadError
 from memory.store import StoreError
+from vocab.report import EVENT_COLUMNS, TOKEN_COLUMNS, size_figure, user_events, user_tokens
 
 log = logging.getLogger("app")
 
@@ -87,6 +88,21 @@ def build_app(agent: Agent, *, auth: bool = False) -> gr.Blocks:
         except MessageError as exc:
             raise gr.Error(str(exc)) from None
 
+    def show_vocabulary(name: str, request: gr.Request) -> tuple:
+        """The Vocabulary tab: a summary, the size plot, the user's grown tokens and their events."""
+        vocab, user = agent.vocab, _user(name, request)
+        if vocab is None:
+            return "The elastic vocabulary is off in this config (`vocab.enabled: false`).", None, [], []
+        summary = (
+            f"{len(vocab.tokens)} added tokens over {vocab.base_size:,} base tokens after {vocab.step} turns "
+            f"(all users). Below: the words your messages turned into tokens"
+            + (f", {user}." if user else "; type your name in the Chat tab to see them.")
+        )
+        figure = size_figure(vocab, agent.store.db)
+        if not user:
+            return summary, figure, [], []
+        return summary, figure, user_tokens(vocab, agent.store.db, user), user_events(agent.store.db, user)
+
     with gr.Blocks(title="Learning chatbot") as demo:
         saved_name = gr.BrowserState("", storage_key="chatbot-user")
         with gr.Tab("Chat"):
@@ -96,6 +112,16 @@ def build_app(agent: Agent, *, auth: bool = False) -> gr.Blocks:
             with gr.Row():
                 send = gr.Button("Send", variant="primary")
                 new = gr.Button("New conversation")
+
+        with gr.Tab("Vocabulary") as vocab_tab:
+            vocab_summary = gr.Markdown()
+            vocab_plot = gr.Plot(label="Vocabulary size over turns")
+            vocab_tokens = gr.Dataframe(headers=TOKEN_COLUMNS, label="Your words that became tokens", interactive=False)
+            vocab_events = gr.Dataframe(headers=EVENT_COLUMNS, label="Your grow and prune events, newest first", interactive=False)
+            vocab_refresh = gr.Button("Refresh")
+        vocab_views = [vocab_summary, vocab_plot, vocab_tokens, vocab_events]
+        for trigger in (vocab_tab.select, vocab_refresh.click):
+            trigger(show_vocabulary, name, vocab_views, api_visibility="private")
 
         demo.load(lambda saved: saved, saved_name, name, api_visibility="private").then(
             load_history, name, chatbot, api_visibility="private"

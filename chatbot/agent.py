@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from memory.store import Store, Turn
+from vocab import ElasticVocab
 
 from .config import Config, load_config
 from .controller import Controller
@@ -51,6 +52,13 @@ class Agent:
         self.cfg = cfg
         self.controller = controller
         self.store = store
+        # The elastic vocabulary, shared by all users like the model it resizes; restored from the store.
+        self.vocab: ElasticVocab | None = None
+        if cfg.vocab.enabled:
+            self.vocab = ElasticVocab(controller.tokenizer, cfg.vocab, controller.model)
+            with controller.lock:
+                self.vocab.load(store.db)
+            controller.vocab = self.vocab
 
     @classmethod
     def from_config(cls, path: str | Path, *, db: str | Path | None = None) -> "Agent":
@@ -106,15 +114,26 @@ class Agent:
         user, text, notes = self.check_message(user, text)
         conversation_id = self.store.current_conversation(user)
         started = time.perf_counter()
+        vocab_events = []
+        if self.vocab is not None:
+            with self.controller.lock:  # resizes the model's matrices: never during a generation
+                vocab_events = self.vocab.observe(text, user=user)
         ids = self._prompt_ids(conversation_id, text)
         reply = Reply(notes=notes)
         for piece in self.controller.generate(ids, gen=self.cfg.generation):
             reply.text += piece
             yield reply
         reply.text = reply.text.strip()
-        meta = {"notes": notes, "prompt_tokens": ids.shape[1], "seconds": round(time.perf_counter() - started, 3)}
+        meta = {
+            "notes": notes,
+            "prompt_tokens": ids.shape[1],
+            "seconds": round(time.perf_counter() - started, 3),
+            "vocab": [[e.kind, e.text] for e in vocab_events],
+        }
         with self.store.transaction() as db:
-            self.store.add_turn(db, conversation_id, text, reply.text, json.dumps(meta))
+            turn_id = self.store.add_turn(db, conversation_id, text, reply.text, json.dumps(meta))
+            if self.vocab is not None:
+                self.vocab.save(db, turn_id=turn_id)
         reply.done = True
         yield reply
 
