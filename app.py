@@ -123,7 +123,8 @@ def build_app(agent: Agent, *, auth: bool = False) -> gr.Blocks:
         for trigger in (vocab_tab.select, vocab_refresh.click):
             trigger(show_vocabulary, name, vocab_views, api_visibility="private")
 
-        demo.load(lambda saved: saved, saved_name, name, api_visibility="private").then(
+        # A name typed before the page finished loading wins over the one the browser saved.
+        demo.load(lambda saved, typed: typed or saved, [saved_name, name], name, api_visibility="private").then(
             load_history, name, chatbot, api_visibility="private"
         )
         name.submit(load_history, name, chatbot, api_visibility="private")

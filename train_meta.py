@@ -34,9 +34,10 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from chatbot.config import Config, load_config
+from chatbot.controller import model_tag
 from memory.batching import Candidates, StepBudgetSampler, episode_texts, make_batch
 from memory.episodes import Episode, TeachRecall, babi_file, load_babi, parse_tasks
-from memory.features import FeatureCache, cache_tag
+from memory.features import FeatureCache
 from memory.interface import MemoryModel, save_checkpoint
 
 STEP_BUDGET = 2048  # padded episode-steps per micro-batch: bounds the fast weights kept for backprop
@@ -63,7 +64,7 @@ def answer_phrases(episodes: list[Episode]) -> list[str]:
 
 def prepare_features(cfg: Config, episodes: list[Episode], phrases: list[str], *, progress: bool) -> FeatureCache:
     """The feature cache holding every sentence and answer of `episodes`; computes what is missing."""
-    cache = FeatureCache(cfg.meta_train.feature_cache, cache_tag(cfg.model), cfg.interface.feature_layer)
+    cache = FeatureCache(cfg.meta_train.feature_cache, model_tag(cfg.model), cfg.interface.feature_layer)
     texts = episode_texts(episodes)
     if any(cache.missing(texts, phrases)):
         from chatbot.controller import Controller
@@ -218,7 +219,7 @@ def main(argv: list[str] | None = None) -> None:
         }
         save_checkpoint(
             mt.export_path, accelerator.unwrap_model(model), candidates=candidates.phrases,
-            feature_layer=cfg.interface.feature_layer, cache_tag=cache_tag(cfg.model), record=record,
+            feature_layer=cfg.interface.feature_layer, cache_tag=model_tag(cfg.model), record=record,
         )
         print(json.dumps({"exported": mt.export_path, **record}))
     accelerator.end_training()

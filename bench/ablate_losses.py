@@ -22,14 +22,13 @@ import torch
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path[0] = str(ROOT)  # not bench/: its vocab.py would shadow the vocab package
 
 import train_meta  # noqa: E402
 from chatbot.config import load_config  # noqa: E402
 from memory.episodes import parse_tasks  # noqa: E402
 
-# bench/ is not a package and holds a vocab.py that would shadow the vocab package on
-# sys.path, so the bAbI scorer is loaded from its file
+# bench/ is not a package (and is kept off sys.path), so the bAbI scorer is loaded from its file
 _spec = importlib.util.spec_from_file_location("bench_babi", ROOT / "bench" / "babi.py")
 _babi = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_babi)

@@ -20,11 +20,12 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path[0] = str(ROOT)  # not bench/: its vocab.py would shadow the vocab package
 
 from chatbot.config import Config, load_config  # noqa: E402
 from memory.batching import Candidates  # noqa: E402
 from memory.episodes import BABI_TASKS, Episode, babi_file, load_babi, parse_tasks  # noqa: E402
+from chatbot.controller import Controller, model_tag  # noqa: E402
 from memory.evaluate import answer_episodes, load_for_eval  # noqa: E402
 
 TASKS_WITH_10K = [t for t in BABI_TASKS if t != 3]  # the 10k qa3 train file is missing
@@ -55,13 +56,13 @@ def same_answer(task: int, predicted: str, truth: str) -> bool:
 
 def evaluate(cfg: Config, checkpoint: str | Path, tasks: list[int], limit: int, *, show: bool = True) -> dict:
     """Score `checkpoint` on the first `limit` test questions of each task; returns the RESULT dict."""
-    loaded = load_for_eval(cfg, checkpoint)
+    loaded = load_for_eval(checkpoint, model_tag=model_tag(cfg.model), cache_dir=cfg.meta_train.feature_cache)
     stories = {t: first_questions(load_babi(babi_file(cfg.meta_train.data_dir, t, "test", "en"), t), limit) for t in tasks}
     # decode among bAbI's own training answers (not the teach-and-recall values also trained on)
     phrases = sorted(
         {s.answer for t in BABI_TASKS for e in load_babi(babi_file(cfg.meta_train.data_dir, t, "train", "en"), t) for s in e.questions}
     )
-    loaded.features([e for eps in stories.values() for e in eps], phrases)
+    loaded.features([e for eps in stories.values() for e in eps], phrases, lambda: Controller.from_config(cfg.model))
     candidates = Candidates(loaded.cache, phrases)
     say = print if show else (lambda *a: None)
     started = time.perf_counter()

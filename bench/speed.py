@@ -22,9 +22,10 @@ from pathlib import Path
 
 import torch
 
-from chatbot import Controller, load_config
-
 ROOT = Path(__file__).resolve().parent.parent
+sys.path[0] = str(ROOT)  # not bench/: its vocab.py would shadow the vocab package
+
+from chatbot import Controller, load_config  # noqa: E402
 
 LOAD_SNIPPET = """
 import time

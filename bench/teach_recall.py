@@ -25,11 +25,12 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path[0] = str(ROOT)  # not bench/: its vocab.py would shadow the vocab package
 
 from chatbot.config import load_config  # noqa: E402
 from memory.batching import Candidates, make_batch  # noqa: E402
 from memory.episodes import Episode, TeachRecall  # noqa: E402
+from chatbot.controller import Controller, model_tag  # noqa: E402
 from memory.evaluate import answer_episodes, load_for_eval  # noqa: E402
 from memory.features import hidden_states  # noqa: E402
 from memory.interface import QUESTION, STATEMENT  # noqa: E402
@@ -70,7 +71,7 @@ def main() -> None:
     checkpoint = args.checkpoint or cfg.neural_memory.checkpoint
     if not checkpoint:
         sys.exit("no checkpoint: pass --checkpoint or set neural_memory.checkpoint in the config")
-    loaded = load_for_eval(cfg, checkpoint)
+    loaded = load_for_eval(checkpoint, model_tag=model_tag(cfg.model), cache_dir=cfg.meta_train.feature_cache)
     gen = TeachRecall("test", Path(cfg.meta_train.data_dir) / "names" / "names.txt")
     rng = random.Random(args.seed)
     per_size = 2 if args.quick else 10
@@ -78,7 +79,7 @@ def main() -> None:
     everything = [e for eps in dialogues.values() for e in eps]
     codes = {s.fact.value for e in everything for s in e.steps if s.fact and s.fact.relation == "code"}
     phrases = sorted(set(gen.values) | codes)
-    loaded.features(everything, phrases)
+    loaded.features(everything, phrases, lambda: Controller.from_config(cfg.model))
     candidates = Candidates(loaded.cache, phrases)
 
     print(f"checkpoint: {checkpoint}  ({loaded.meta['record'].get('steps')} steps); "
@@ -97,8 +98,6 @@ def main() -> None:
     latest_all = sum(latest[n] * corrected_n[n] for n in SIZES) / all_fixed
 
     write_ms, read_ms = latency_ms(loaded, dialogues[50][0], candidates)
-    from chatbot.controller import Controller
-
     controller = Controller.from_config(cfg.model)
     sentence = dialogues[50][0].steps[0].text
     hidden_states(controller, [sentence], loaded.meta["feature_layer"])  # warm-up

@@ -39,7 +39,7 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path[0] = str(ROOT)  # not bench/: its vocab.py would shadow the vocab package
 
 from chatbot.config import load_config  # noqa: E402
 from chatbot.controller import Controller  # noqa: E402

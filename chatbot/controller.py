@@ -15,6 +15,7 @@ a lock serialises them, so generation never interleaves.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import logging
 import os
@@ -121,6 +122,20 @@ def _package_model_dir(cfg: ModelConfig) -> tuple[Path, bool]:
     target.parent.mkdir(parents=True, exist_ok=True)
     _convert_gguf(gguf, target)
     return target, True
+
+
+def model_tag(cfg: ModelConfig) -> str:
+    """Names the model `cfg` loads, from the config alone (no loading).
+
+    Feature caches and trained memory checkpoints carry it, so that features of one
+    model are never read with another.
+    """
+    if cfg.source == "tiny":
+        t = cfg.tiny
+        return f"tiny-h{t.hidden_size}-l{t.num_hidden_layers}-s{t.seed}-{cfg.dtype}"
+    where = cfg.package if cfg.source == "package" else str(Path(cfg.path).resolve())
+    digest = hashlib.sha256(where.encode()).hexdigest()[:8]
+    return f"{cfg.source}-{Path(where).name}-{digest}-{cfg.dtype}"
 
 
 def _tiny_model(cfg: ModelConfig, tokenizer: PreTrainedTokenizerBase) -> PreTrainedModel:

@@ -7,17 +7,16 @@ it, and the read is decoded to the nearest answer embedding among a candidate se
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from chatbot.config import Config, MetaLossConfig
-
 from .batching import Candidates, episode_texts, make_batch
+from .config import MetaLossConfig
 from .episodes import Episode
-from .features import FeatureCache, cache_tag
+from .features import FeatureCache, TextEncoder
 from .interface import MemoryModel, load_checkpoint
 
 _NO_LOSSES = MetaLossConfig(answer=0.0, meta=0.0, vicreg=0.0, recall=0.0)
@@ -25,30 +24,27 @@ _NO_LOSSES = MetaLossConfig(answer=0.0, meta=0.0, vicreg=0.0, recall=0.0)
 
 @dataclass
 class Loaded:
+    """A trained memory model and the feature cache of the controller it was trained on."""
+
     model: MemoryModel
     meta: dict  # the checkpoint's configs, candidates and training record
     cache: FeatureCache
-    cfg: Config
 
-    def features(self, episodes: Sequence[Episode], phrases: Sequence[str] = ()) -> None:
-        """Make sure every sentence and phrase is cached (runs the controller only if something is missing)."""
+    def features(self, episodes: Sequence[Episode], phrases: Sequence[str], encoder: Callable[[], TextEncoder]) -> None:
+        """Make sure every sentence and phrase is cached; `encoder()` loads the controller only if something is missing."""
         texts = episode_texts(episodes)
         if any(self.cache.missing(texts, list(phrases))):
-            from chatbot.controller import Controller
-
-            self.cache.ensure(Controller.from_config(self.cfg.model), texts, list(phrases), progress=True)
+            self.cache.ensure(encoder(), texts, list(phrases), progress=True)
 
 
-def load_for_eval(cfg: Config, checkpoint: str | Path) -> Loaded:
-    """The trained model and the feature cache of the controller it was trained on."""
+def load_for_eval(checkpoint: str | Path, *, model_tag: str, cache_dir: str | Path) -> Loaded:
+    """Load `checkpoint`, checking it was trained on the model named `model_tag`."""
     model, meta = load_checkpoint(checkpoint)
-    if meta["cache_tag"] != cache_tag(cfg.model):
+    if meta["cache_tag"] != model_tag:
         raise ValueError(
-            f"checkpoint {checkpoint} was trained on controller {meta['cache_tag']}, "
-            f"the config's model is {cache_tag(cfg.model)}"
+            f"checkpoint {checkpoint} was trained on controller {meta['cache_tag']}, the config's model is {model_tag}"
         )
-    cache = FeatureCache(cfg.meta_train.feature_cache, meta["cache_tag"], meta["feature_layer"])
-    return Loaded(model, meta, cache, cfg)
+    return Loaded(model, meta, FeatureCache(cache_dir, meta["cache_tag"], meta["feature_layer"]))
 
 
 @torch.no_grad()

@@ -14,16 +14,25 @@ embedding matrix.
 
 from __future__ import annotations
 
-import hashlib
 import logging
+from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Protocol
 
 import torch
-
-from chatbot.config import ModelConfig
-from chatbot.controller import Controller
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 log = logging.getLogger(__name__)
+
+
+class TextEncoder(Protocol):
+    """What feature extraction needs of a language model (chatbot.Controller is one)."""
+
+    tokenizer: PreTrainedTokenizerBase
+    model: PreTrainedModel
+    lock: AbstractContextManager
+
+    def embed(self, input_ids: torch.LongTensor) -> torch.Tensor: ...
 
 
 class _Reached(Exception):
@@ -34,7 +43,7 @@ class _Reached(Exception):
 
 
 @torch.inference_mode()
-def hidden_states(controller: Controller, texts: list[str], layer: int) -> list[torch.Tensor]:
+def hidden_states(controller: TextEncoder, texts: list[str], layer: int) -> list[torch.Tensor]:
     """Hidden states of each text at `layer` (0 = embeddings; as `Controller.encode`).
 
     Returns: one [T_i, Hc] float32 tensor per text (its own length, no padding).
@@ -65,23 +74,12 @@ def hidden_states(controller: Controller, texts: list[str], layer: int) -> list[
     return [h[m.bool()].float() for h, m in zip(hidden, mask)]
 
 
-def cache_tag(cfg: ModelConfig) -> str:
-    """Names the controller a cache belongs to, from its config alone (no model load),
-    so caches of different models never mix."""
-    if cfg.source == "tiny":
-        t = cfg.tiny
-        return f"tiny-h{t.hidden_size}-l{t.num_hidden_layers}-s{t.seed}-{cfg.dtype}"
-    where = cfg.package if cfg.source == "package" else str(Path(cfg.path).resolve())
-    digest = hashlib.sha256(where.encode()).hexdigest()[:8]
-    return f"{cfg.source}-{Path(where).name}-{digest}-{cfg.dtype}"
-
-
 class FeatureCache:
     """Sentence features and phrase embeddings of one controller at one layer.
 
     Args:
         directory: where the cache file lives (created if missing).
-        tag: the controller's `cache_tag`.
+        tag: names the controller (chatbot.controller.model_tag), so caches of different models never mix.
         layer: the hidden layer the features come from.
     """
 
@@ -124,7 +122,7 @@ class FeatureCache:
             sorted({p for p in phrases if p not in self.phrases}),
         )
 
-    def ensure(self, controller: Controller, texts: list[str], phrases: list[str] = (), *, batch_size: int = 64, progress: bool = False) -> int:
+    def ensure(self, controller: TextEncoder, texts: list[str], phrases: list[str] = (), *, batch_size: int = 64, progress: bool = False) -> int:
         """Compute whatever `texts` and `phrases` lack, save, and return how many were new."""
         new_texts, new_phrases = self.missing(texts, phrases)
         if not new_texts and not new_phrases:
@@ -154,7 +152,7 @@ class FeatureCache:
 
 
 @torch.inference_mode()
-def phrase_embedding(controller: Controller, phrase: str) -> torch.Tensor:
+def phrase_embedding(controller: TextEncoder, phrase: str) -> torch.Tensor:
     """Mean input embedding of a phrase's tokens as it appears mid-sentence (leading space).
 
     This is where a value that copied the phrase's tokens lands, so reads are decoded

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from chatbot.config import InterfaceConfig, MetaLossConfig, NeuralMemoryConfig
+from .config import InterfaceConfig, MetaLossConfig, NeuralMemoryConfig
 
 from .neural import NeuralMemory
 

@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from chatbot.config import NeuralMemoryConfig
+from .config import NeuralMemoryConfig
 
 
 @dataclass

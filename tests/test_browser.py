@@ -34,7 +34,7 @@ def test_chat_in_the_browser_and_reload(tmp_path, tiny_config_file, page):
     app = App(tiny_config_file, tmp_path / "browser.db", tmp_path)
     try:
         app.wait()
-        page.goto(app.url)
+        page.goto(app.url, wait_until="networkidle")
         page.get_by_label("Your name").fill("frank")
         page.get_by_label("Your name").press("Enter")
         message = page.get_by_label("Message")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from chatbot.config import InterfaceConfig, MetaLossConfig, NeuralMemoryConfig
+from memory.config import InterfaceConfig, MetaLossConfig, NeuralMemoryConfig
 from memory.batching import StepBudgetSampler
 from memory.interface import PAD, QUESTION, STATEMENT, EpisodeBatch, MemoryModel, load_checkpoint, save_checkpoint
 

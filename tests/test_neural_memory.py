@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from chatbot.config import NeuralMemoryConfig
+from memory.config import NeuralMemoryConfig
 from memory.neural import NeuralMemory
 from memory.store import Store
 
