@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 
 from chatbot.config import Config, load_config
 from chatbot.controller import model_tag
-from memory.batching import Candidates, StepBudgetSampler, episode_texts, make_batch
+from memory.batching import Candidates, StepBudgetSampler, episode_texts, make_batch, statement_words
 from memory.episodes import Episode, TeachRecall, babi_file, load_babi, parse_tasks
 from memory.features import FeatureCache
 from memory.interface import MemoryModel, save_checkpoint
@@ -60,6 +60,12 @@ def training_episodes(cfg: Config) -> list[Episode]:
 
 def answer_phrases(episodes: list[Episode]) -> list[str]:
     return sorted({s.answer for e in episodes for s in e.steps if s.is_question})
+
+
+def decoding_phrases(cfg: Config, episodes: list[Episode]) -> list[str]:
+    """Every phrase a read may be decoded to: the answers, and with word distractors every statement word."""
+    phrases = answer_phrases(episodes)
+    return phrases + (statement_words(episodes) if cfg.meta_train.word_distractors else [])
 
 
 def prepare_features(cfg: Config, episodes: list[Episode], phrases: list[str], *, progress: bool) -> FeatureCache:
@@ -104,19 +110,23 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(mt.threads)
 
     accelerator = Accelerator(
+        # on a machine without a GPU, several launched processes form a CPU (gloo) group
+        cpu=not torch.cuda.is_available(),
         gradient_accumulation_steps=mt.grad_accum,
         mixed_precision=mt.mixed_precision if torch.cuda.is_available() else "no",
         # the schedule counts optimizer steps, not per-process batches
         step_scheduler_with_optimizer=False,
-        # with the memory off its parameters get no gradient, which DDP must be told
-        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=not cfg.neural_memory.enabled)],
+        # with the memory or the match loss off some parameters get no gradient, which DDP must be told
+        kwargs_handlers=[
+            DistributedDataParallelKwargs(find_unused_parameters=not cfg.neural_memory.enabled or not mt.losses.match)
+        ],
     )
     set_seed(mt.seed)
     out_dir = Path(mt.output_dir)
     episodes = training_episodes(cfg)
     phrases = answer_phrases(episodes)
     with accelerator.main_process_first():
-        cache = prepare_features(cfg, episodes, phrases, progress=accelerator.is_main_process)
+        cache = prepare_features(cfg, episodes, decoding_phrases(cfg, episodes), progress=accelerator.is_main_process)
     candidates = Candidates(cache, phrases)
     feature_dim = cache.feats[0].shape[-1]
     value_dim = candidates.vectors.shape[-1]
@@ -134,7 +144,9 @@ def main(argv: list[str] | None = None) -> None:
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     sampler = StepBudgetSampler([len(e.steps) for e in episodes], STEP_BUDGET, mt.batch_size, mt.seed)
     loader = DataLoader(
-        episodes, batch_sampler=sampler, collate_fn=lambda eps: make_batch(eps, cache, candidates)
+        episodes,
+        batch_sampler=sampler,
+        collate_fn=lambda eps: make_batch(eps, cache, candidates, word_distractors=mt.word_distractors),
     )
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
     progress = Progress()
@@ -146,7 +158,7 @@ def main(argv: list[str] | None = None) -> None:
         accelerator.load_state(str(saved[-1]))
         accelerator.print(f"resumed from {saved[-1]} at step {progress.step}")
     metrics_path = out_dir / "metrics.csv"
-    fields = ["step", "epoch", "lr", "loss", "answer", "meta", "recall", "vicreg", "accuracy", "episodes_per_s", "seconds"]
+    fields = ["step", "epoch", "lr", "loss", "answer", "meta", "recall", "vicreg", "match", "accuracy", "episodes_per_s", "seconds"]
     if accelerator.is_main_process:
         out_dir.mkdir(parents=True, exist_ok=True)
         if not metrics_path.is_file() or args.fresh or not saved:
@@ -177,7 +189,7 @@ def main(argv: list[str] | None = None) -> None:
             progress.episodes += n_episodes
             window_episodes += n_episodes
             correct = (out["logits"].argmax(-1) == out["targets"]).float()
-            for name in ("loss", "answer", "meta", "recall", "vicreg"):
+            for name in ("loss", "answer", "meta", "recall", "vicreg", "match"):
                 if name in out:
                     window.setdefault(name, []).append(out[name].item())
             if len(correct):

@@ -1,29 +1,54 @@
 """The agent: runs one chat turn for one user and persists it.
 
-A turn: check the message -> build the prompt (system prompt, the user's recent
-turns, the new message) in the model's chat template -> stream the reply ->
-write the turn in one SQLite transaction. Users are isolated by name: a prompt
-is only ever built from the speaking user's own conversation.
+One turn, each learned stage behind a config switch:
+  check the message
+  -> vocab      ElasticVocab.observe: words become tokens, use strengthens them
+  -> encode     the message's sentences through the controller (hidden states)
+  -> neural     ChatMemory.step per sentence: statements are written (test-time
+                one-shot update), questions read and decoded among the user's words
+  -> remind     Memoria: the sentences become working memory, engrams are reminded
+  -> generate   the recalled sentences are notes in the system message (optionally the
+                reads are a soft prefix); the reply streams
+  -> attention  how much the reply attended to each note
+  -> adjust     reminded engrams earn lifespan by that attention; all age one turn
+  -> consolidate corrections supersede older writes (and their engrams); every
+                `replay_every` turns the most fired long-term engrams are replayed
+                into the neural memory
+  -> save       one SQLite transaction: turn, vocabulary, engrams, neural memory.
+A message starting with "Forget" forgets what matches instead of generating.
+
+Users are isolated: every memory operation names the speaking user, and notes only
+ever come from that user's engrams and writes. Turns of one user run one at a time.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+
+from memory.interface import MemoryModel, unit_keys
+from memory.memoria import EngramType, Memoria, lifespan_delta, stored_version
+from memory.neural_chat import ChatMemory, SentenceStep
 from memory.store import Store, Turn
 from vocab import ElasticVocab
 
 from .config import Config, load_config
-from .controller import Controller
+from .controller import Controller, Generation, ModelLoadError
+from .prompt import ForgetRequest, chat_messages, forget_request, is_question, split_sentences
 
 log = logging.getLogger(__name__)
 
 MAX_USER_NAME = 64
+# The stages whose time is the memory's cost (the rest: vocabulary, generation, saving).
+MEMORY_STAGES = ("encode", "neural", "remind", "attention", "adjust", "consolidate")
 
 
 class MessageError(ValueError):
@@ -32,15 +57,32 @@ class MessageError(ValueError):
 
 @dataclass
 class Reply:
-    """A reply as it streams: the text so far and notes to show beside it."""
+    """A reply as it streams: the text so far, notes to show beside it, what memory did."""
 
     text: str = ""
     notes: list[str] = field(default_factory=list)  # e.g. "your message was truncated"
     done: bool = False  # true on the last snapshot, once the turn is stored
+    memory: dict = field(default_factory=dict)  # what memory contributed (filled before the text streams)
+    seconds: dict[str, float] = field(default_factory=dict)  # time per stage, complete when done
+
+
+class _Clock:
+    """Seconds per stage of one turn."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - started
 
 
 class Agent:
-    """The chatbot: a controller, a configuration and a store.
+    """The chatbot: a controller, its memories, a configuration and a store.
 
     Args:
         cfg: the configuration.
@@ -59,6 +101,37 @@ class Agent:
             with controller.lock:
                 self.vocab.load(store.db)
             controller.vocab = self.vocab
+        m = cfg.memoria
+        self.memoria = (
+            Memoria(m.num_reminded_stm, m.stm_capacity, m.ltm_search_depth, m.initial_lifespan, m.num_final_ltms, max_links=m.max_links)
+            if m.enabled
+            else None
+        )
+        if m.vector not in ("key", "hidden") or m.reward not in ("attention", "uniform"):
+            raise ValueError(f"memoria.vector must be key or hidden and memoria.reward attention or uniform, got {m.vector!r}, {m.reward!r}")
+        # The memory interface runs when the neural memory is on, or when it gives Memoria its keys.
+        self.memory: ChatMemory | None = None
+        if cfg.neural_memory.enabled or (m.enabled and m.vector == "key"):
+            self.memory = self._chat_memory()
+        self._loaded: set[str] = set()
+        self._user_locks: dict[str, threading.Lock] = {}
+        self._locks_lock = threading.Lock()
+
+    def _chat_memory(self) -> ChatMemory:
+        cfg = self.cfg
+        path = cfg.neural_memory.checkpoint
+        if path:
+            if not Path(path).is_file():
+                raise ModelLoadError(f"neural_memory.checkpoint {path} does not exist; train one with train_meta.py or set it to \"\"")
+            return ChatMemory.from_checkpoint(path, self.controller, cfg=cfg.neural_memory, consolidation=cfg.consolidation)
+        # No checkpoint: an untrained memory of the configured shape, seeded so it is the same every start.
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            model = MemoryModel(cfg.neural_memory, cfg.interface, self.controller.hidden_size, self.controller.hidden_size)
+        return ChatMemory(
+            model, self.controller, feature_layer=cfg.interface.feature_layer, tag="untrained",
+            cfg=cfg.neural_memory, consolidation=cfg.consolidation,
+        )
 
     @classmethod
     def from_config(cls, path: str | Path, *, db: str | Path | None = None) -> "Agent":
@@ -68,11 +141,12 @@ class Agent:
             cfg.store.path = str(db)
         store = Store(cfg.store.path, busy_timeout_s=cfg.store.busy_timeout_s)
         try:
-            controller = Controller.from_config(cfg.model)
+            return cls(cfg, Controller.from_config(cfg.model), store)
         except BaseException:
             store.close()
             raise
-        return cls(cfg, controller, store)
+
+    # ---- messages and prompts ---------------------------------------------------------
 
     def check_message(self, user: str, text: str) -> tuple[str, str, list[str]]:
         """Validate a user name and message; returns them cleaned, with notes for the user."""
@@ -90,52 +164,261 @@ class Agent:
             text = text[:limit]
         return user, text, notes
 
-    def prompt_messages(self, history: list[Turn], text: str) -> list[dict[str, str]]:
-        """Chat messages for the prompt: system, the given earlier turns, the new message."""
-        messages = [{"role": "system", "content": self.cfg.chat.system_prompt}]
-        for turn in history:
-            messages.append({"role": "user", "content": turn.user_text})
-            messages.append({"role": "assistant", "content": turn.reply})
-        messages.append({"role": "user", "content": text})
-        return messages
-
-    def _prompt_ids(self, conversation_id: int, text: str):
-        """Prompt ids with as many recent turns as fit the token budget. Returns [1, T]."""
+    def _prompt_ids(self, conversation_id: int, text: str, notes: list[str] = ()) -> tuple[torch.LongTensor, list[tuple[int, int]]]:
+        """Prompt ids with the notes and as many recent turns as fit the token budget, and
+        each note's token span. Returns [1, T] and one (start, end) per note."""
         history = self.store.turns(conversation_id, limit=self.cfg.chat.history_turns)
         budget = min(self.cfg.chat.max_prompt_tokens, self.controller.max_positions) - self.cfg.generation.max_new_tokens
         while True:
-            ids = self.controller.chat_ids(self.prompt_messages(history, text))
+            pairs = [(t.user_text, t.reply) for t in history]
+            messages = chat_messages(self.cfg.chat.system_prompt, list(notes), pairs, text)
+            ids, spans = self.controller.prompt_ids(messages, notes)
             if ids.shape[1] <= budget or not history:
-                return ids
+                return ids, spans
             history = history[1:]
+
+    # ---- users' memories ----------------------------------------------------------------
+
+    @contextmanager
+    def _turn_of(self, user: str) -> Iterator[None]:
+        """One turn of `user` at a time (different users proceed side by side)."""
+        with self._locks_lock:
+            lock = self._user_locks.setdefault(user, threading.Lock())
+        with lock:
+            yield
+
+    def _load(self, user: str) -> int:
+        """Bring the user's memories into this process (again, if another process saved
+        them since); returns the user's row id."""
+        uid = self.store.user_id(user)
+        fresh = user in self._loaded
+        if fresh and self.memoria is not None:
+            fresh = self.memoria.saved_version(user) == stored_version(self.store.db, user)
+        if fresh and self.memory is not None:
+            fresh = self.memory.saved_version(user) == self.memory.stored_version(self.store.db, uid)
+        if not fresh:
+            if self.memoria is not None:
+                self.memoria.load(self.store.db, user)
+            if self.memory is not None:
+                self.memory.load(self.store.db, user, uid)
+            self._loaded.add(user)
+        return uid
+
+    def _encode(self, sentences: list[str]) -> list[tuple[list[int], torch.Tensor, torch.Tensor]]:
+        if self.memory is not None:
+            return self.memory.featurize(sentences)
+        from memory.features import hidden_states  # Memoria on hidden states alone
+
+        hidden = hidden_states(self.controller, sentences, self.cfg.interface.feature_layer)
+        return [([], h, torch.zeros(0)) for h in hidden]
+
+    def _steps(self, user: str, sentences: list[str], features: list) -> list[SentenceStep]:
+        """The neural memory's work on each sentence, in order (keys only when it is off)."""
+        steps = []
+        for sentence, f in zip(sentences, features):
+            asks = is_question(sentence)
+            if self.memory is not None:
+                steps.append(self.memory.step(user, sentence, f, question=asks))
+            else:
+                steps.append(SentenceStep(sentence, asks, torch.zeros(0), f[1].float().mean(0)))
+        return steps
+
+    def _engram_vectors(self, steps: list[SentenceStep]) -> torch.Tensor:
+        """[1, W, D] Memoria's vectors for this turn's sentences."""
+        if self.cfg.memoria.vector == "key":
+            return unit_keys(torch.stack([s.key for s in steps]), self.memory.heads)[None]
+        return torch.stack([s.hidden for s in steps])[None]
+
+    def _notes(self, user: str, steps: list[SentenceStep], reminded: list) -> tuple[list[str], list[int | None]]:
+        """Sentences to show the model, oldest first, and the engram each came from.
+
+        The neural memory's sources come first (a read names the latest value), then
+        reminded engrams that are statements, closest first, up to chat.max_notes.
+        """
+        chosen: dict[str, tuple[int, int | None]] = {}  # text -> (turn, engram)
+        for step in steps:
+            source = step.recall.source if step.recall else None
+            if source is not None and source.text not in chosen:
+                chosen[source.text] = (source.turn or 0, source.engram)
+        for engram in reminded:
+            if len(chosen) >= self.cfg.chat.max_notes:
+                break
+            if engram.text and not is_question(engram.text) and engram.text not in chosen:
+                chosen[engram.text] = (engram.turn or 0, engram.id)
+        ordered = sorted(chosen.items(), key=lambda item: (item[1][0], item[1][1] if item[1][1] is not None else -1))
+        ordered = ordered[: self.cfg.chat.max_notes]
+        return [text for text, _ in ordered], [engram for _, (_, engram) in ordered]
+
+    # ---- one turn --------------------------------------------------------------------------
 
     def chat_stream(self, user: str, text: str) -> Iterator[Reply]:
         """Answer `text` from `user`, yielding the reply as it grows; stores the turn at the end."""
         user, text, notes = self.check_message(user, text)
+        with self._turn_of(user):
+            yield from self._turn(user, text, notes)
+
+    def _turn(self, user: str, text: str, notes: list[str]) -> Iterator[Reply]:
+        clock = _Clock()
         conversation_id = self.store.current_conversation(user)
-        started = time.perf_counter()
+        uid = self._load(user)
+        reply = Reply(notes=notes)
         vocab_events = []
         if self.vocab is not None:
-            with self.controller.lock:  # resizes the model's matrices: never during a generation
+            with clock.stage("vocab"), self.controller.lock:  # resizes the model's matrices: never mid-generation
                 vocab_events = self.vocab.observe(text, user=user)
-        ids = self._prompt_ids(conversation_id, text)
-        reply = Reply(notes=notes)
-        for piece in self.controller.generate(ids, gen=self.cfg.generation):
-            reply.text += piece
+        request = forget_request(text)
+        if request is not None:
+            reply.text, reply.memory = self._forget(user, request)
             yield reply
+            steps, engram_ids, report = [], [], Generation()
+        else:
+            steps, engram_ids, report = yield from self._remember_and_answer(user, text, conversation_id, reply, clock)
         reply.text = reply.text.strip()
-        meta = {
-            "notes": notes,
-            "prompt_tokens": ids.shape[1],
-            "seconds": round(time.perf_counter() - started, 3),
-            "vocab": [[e.kind, e.text] for e in vocab_events],
-        }
-        with self.store.transaction() as db:
-            turn_id = self.store.add_turn(db, conversation_id, text, reply.text, json.dumps(meta))
-            if self.vocab is not None:
-                self.vocab.save(db, turn_id=turn_id)
+        with clock.stage("save"):
+            self._save(user, uid, conversation_id, text, reply, steps, engram_ids, report, vocab_events, clock)
+        reply.seconds = dict(clock.seconds)
         reply.done = True
         yield reply
+
+    def _remember_and_answer(
+        self, user: str, text: str, conversation_id: int, reply: Reply, clock: _Clock
+    ) -> Iterator[Reply]:
+        sentences = split_sentences(text) or [text.strip()]
+        steps: list[SentenceStep] = []
+        engram_ids: list[int] = []
+        reminded, indices = [], torch.zeros(1, 0, dtype=torch.long)
+        if self.memory is not None or self.memoria is not None:
+            with clock.stage("encode"):
+                features = self._encode(sentences)
+            with clock.stage("neural"):
+                steps = self._steps(user, sentences, features)
+        if self.memoria is not None:
+            with clock.stage("remind"):
+                engram_ids = self.memoria.add_working_memory(self._engram_vectors(steps), user=user, texts=[sentences])[0].tolist()
+                for step, engram in zip(steps, engram_ids):
+                    if step.write is not None:
+                        step.write.engram = engram
+                _, indices = self.memoria.remind(user=user)
+                live = [i for i in indices[0].tolist() if i >= 0]
+                reminded = self.memoria.engrams(user, live)
+        note_texts, note_engrams = self._notes(user, steps, reminded)
+        reply.memory = self._contribution(steps, reminded, note_texts)
+        prefix = None
+        if self.cfg.chat.soft_prefix:
+            reads = [s.read for s in steps if s.read is not None]
+            prefix = torch.stack(reads) if reads else None
+        ids, spans = self._prompt_ids(conversation_id, text, note_texts)
+        report = Generation()
+        with clock.stage("generate"):
+            for piece in self.controller.generate(ids, soft_prefix=prefix, gen=self.cfg.generation, spans=spans, report=report):
+                reply.text += piece
+                yield reply
+        clock.seconds["generate"] -= report.attention_seconds
+        clock.seconds["attention"] = report.attention_seconds
+        if self.memoria is not None:
+            with clock.stage("adjust"):
+                self._adjust(user, indices, reminded, note_engrams, report, reply)
+        with clock.stage("consolidate"):
+            reply.memory["superseded"], reply.memory["replayed"] = self._consolidate(user, steps)
+        return steps, engram_ids, report
+
+    def _adjust(self, user: str, indices: torch.Tensor, reminded: list, note_engrams: list, report: Generation, reply: Reply) -> None:
+        """Reminded engrams earn lifespan by the reply's attention to their notes; all age a turn."""
+        attention = dict(zip(note_engrams, report.span_attention or [0.0] * len(note_engrams)))
+        shown = set(note_engrams)
+        if self.cfg.memoria.reward == "uniform":
+            mass = [1.0 if e.id in shown else 0.0 for e in reminded]
+        else:
+            mass = [attention.get(e.id, 0.0) for e in reminded]
+        ids = torch.tensor([[e.id for e in reminded]], dtype=torch.long)
+        deltas = lifespan_delta(torch.tensor([mass]), self.cfg.memoria.lifespan_scale) if reminded else torch.zeros(1, 0)
+        self.memoria.adjust_lifespan_and_memories(ids, deltas, user=user)
+        for entry, delta in zip(reply.memory.get("reminded", []), deltas[0].tolist()):
+            entry["attention"] = round(attention.get(entry["id"], 0.0), 4)
+            entry["lifespan_gain"] = round(delta, 3)
+
+    def _consolidate(self, user: str, steps: list[SentenceStep]) -> tuple[list[dict], int]:
+        """Corrections take the engrams of what they overwrote with them; every
+        `replay_every` turns the most fired long-term engrams are written again."""
+        superseded = [w for s in steps for w in s.superseded]
+        if self.memoria is not None and superseded:
+            self.memoria.forget([w.engram for w in superseded if w.engram is not None], user=user)
+        replayed = 0
+        every = self.cfg.consolidation.replay_every
+        if self.memory is not None and self.memoria is not None and every and self.memoria.adjust_count(user) % every == 0:
+            ltms = [e for e in self.memoria.engrams(user) if e.type == EngramType.LONGTERM and e.text and not is_question(e.text)]
+            ltms.sort(key=lambda e: (-e.fire_count, e.id))
+            wanted = {e.id for e in ltms[: self.cfg.consolidation.replay_count]}
+            replayed = self.memory.replay(user, [w.id for w in self.memory.writes(user) if w.engram in wanted])
+        return [{"id": w.id, "text": w.text, "by": w.superseded_by} for w in superseded], replayed
+
+    def _contribution(self, steps: list[SentenceStep], reminded: list, notes: list[str]) -> dict:
+        """What memory did this turn, for the Chat tab and the turn's stored meta."""
+        return {
+            "notes": notes,
+            "reminded": [
+                {"id": e.id, "type": e.type.name.lower(), "text": e.text, "lifespan": round(e.lifespan, 2)} for e in reminded
+            ],
+            "recall": [
+                {"question": s.text, "word": s.recall.word, "confidence": round(s.recall.confidence, 4),
+                 "source": s.recall.source.text if s.recall.source else None}
+                for s in steps if s.recall is not None
+            ],
+            "writes": [
+                {"id": s.write.id, "text": s.text, "value": s.write.value, "beta": round(float(s.write.beta.mean()), 4)}
+                for s in steps if s.write is not None
+            ],
+        }
+
+    def _forget(self, user: str, request: ForgetRequest) -> tuple[str, dict]:
+        """Forget the user's engrams and writes that match; the reply says what went."""
+        texts: list[str] = []
+        if self.memoria is not None:
+            doomed = [e for e in self.memoria.engrams(user) if e.text and not is_question(e.text) and request.matches(e.text)]
+            self.memoria.forget([e.id for e in doomed], user=user)
+            texts += [e.text for e in doomed]
+        if self.memory is not None:
+            writes = [w for w in self.memory.writes(user) if not w.forgotten and request.matches(w.text)]
+            texts += [w.text for w in self.memory.forget(user, [w.id for w in writes])]
+        texts = list(dict.fromkeys(texts))
+        if not texts:
+            return "I had nothing like that in memory, so there was nothing to forget.", {"forgotten": []}
+        listed = "\n".join(f"- {t}" for t in texts)
+        return f"Done. I have forgotten {len(texts)} thing{'s' * (len(texts) != 1)}:\n{listed}", {"forgotten": texts}
+
+    def _save(
+        self, user: str, uid: int, conversation_id: int, text: str, reply: Reply, steps: list[SentenceStep],
+        engram_ids: list[int], report: Generation, vocab_events: list, clock: _Clock,
+    ) -> None:
+        """Everything the turn changed, in one transaction. If it fails, the user's memories
+        are reloaded from the store next turn, so memory and database never disagree."""
+        meta = {
+            "notes": reply.notes,
+            "prompt_tokens": report.prompt_tokens,
+            "new_tokens": report.new_tokens,
+            "seconds": {k: round(v, 4) for k, v in clock.seconds.items()},
+            "vocab": [[e.kind, e.text] for e in vocab_events],
+            "memory": reply.memory,
+        }
+        try:
+            with self.store.transaction() as db:
+                turn_id = self.store.add_turn(db, conversation_id, text, reply.text, json.dumps(meta))
+                if self.vocab is not None:
+                    self.vocab.save(db, turn_id=turn_id)
+                if self.memoria is not None:
+                    live = [i for i in engram_ids if self.memoria.is_live(i, user=user)]
+                    self.memoria.set_turn(live, turn_id, user=user)
+                    self.memoria.save(db, user)
+                if self.memory is not None:
+                    for step in steps:
+                        if step.write is not None:
+                            step.write.turn = turn_id
+                    self.memory.save(db, user, uid)
+        except BaseException:
+            self._loaded.discard(user)
+            raise
+
+    # ---- the rest of the interface --------------------------------------------------------
 
     def chat(self, user: str, text: str) -> str:
         """Answer `text` from `user` and return the whole reply."""
@@ -152,7 +435,7 @@ class Agent:
         return self.store.turns(self.store.current_conversation(user))
 
     def new_conversation(self, user: str) -> None:
-        """Start a fresh conversation for `user`; earlier ones stay in the database."""
+        """Start a fresh conversation for `user`; earlier ones (and all memories) stay."""
         user, _, _ = self.check_message(user, "-")
         self.store.new_conversation(user)
 

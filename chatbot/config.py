@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from memory.config import InterfaceConfig, MetaLossConfig, NeuralMemoryConfig
+from memory.config import ConsolidationConfig, InterfaceConfig, MemoriaConfig, MetaLossConfig, NeuralMemoryConfig
 from vocab.config import VocabConfig
 
 
@@ -70,6 +70,8 @@ class ChatConfig:
     max_message_chars: int = 8000  # longer user messages are truncated, with a note
     history_turns: int = 8  # earlier turns of the conversation put back into the prompt
     max_prompt_tokens: int = 2048  # oldest history turns are dropped to stay under this
+    max_notes: int = 4  # sentences memory recalled, put in the system message each turn
+    soft_prefix: bool = False  # also prepend the neural memory's reads to the prompt's embeddings
 
 
 @dataclass
@@ -88,7 +90,8 @@ class MetaTrainConfig:
     babi_set: str = "en-10k"  # "en" (1k) or "en-10k"; a task missing there falls back to en
     babi_tasks: str = "1-20"  # tasks to train on: "1-20", "1,4,6" or a mix; "" for none
     teach_recall_episodes: int = 0  # generated teach-and-recall training dialogues added to bAbI
-    teach_recall_facts: int = 12  # facts taught per generated training dialogue
+    teach_recall_facts: int = 12  # most facts taught per generated training dialogue (each draws 2..this many)
+    word_distractors: bool = False  # decode among every word of the batch's statements too, as chat does
     feature_cache: str = "data/features"  # frozen controller features are computed once into here
     output_dir: str = "data/runs/meta"  # accelerate state (resume), metrics.csv
     export_path: str = "checkpoints/mnm.pt"  # trained weights written here at the end
@@ -115,7 +118,9 @@ class Config:
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     chat: ChatConfig = field(default_factory=ChatConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
+    memoria: MemoriaConfig = field(default_factory=MemoriaConfig)
     neural_memory: NeuralMemoryConfig = field(default_factory=NeuralMemoryConfig)
+    consolidation: ConsolidationConfig = field(default_factory=ConsolidationConfig)
     interface: InterfaceConfig = field(default_factory=InterfaceConfig)
     meta_train: MetaTrainConfig = field(default_factory=MetaTrainConfig)
     vocab: VocabConfig = field(default_factory=VocabConfig)

@@ -22,8 +22,9 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from bisect import bisect_right
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -159,6 +160,19 @@ def _tiny_model(cfg: ModelConfig, tokenizer: PreTrainedTokenizerBase) -> PreTrai
         return LlamaForCausalLM(config)
 
 
+@dataclass
+class Generation:
+    """What one `generate` call did, filled in when its stream ends."""
+
+    prompt_tokens: int = 0  # as the model read them: grown tokens merged, soft prefix included
+    new_tokens: int = 0
+    # per requested span: the attention mass the reply's tokens put on it, averaged over
+    # layers, heads and reply tokens (what the paper's lifespan reward is made of)
+    span_attention: list[float] = field(default_factory=list)
+    seconds: float = 0.0  # prefill and decoding
+    attention_seconds: float = 0.0  # the extra pass that measures span attention
+
+
 class _Cancelled(StoppingCriteria):
     """Stops generation when the consumer of a stream goes away."""
 
@@ -235,10 +249,24 @@ class Controller:
         the model lock, so no vocabulary change can come between merge and generation.
         Returns: [1, T] token ids.
         """
-        encoded = self.tokenizer.apply_chat_template(
-            messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
-        )
-        return encoded["input_ids"]
+        return self.prompt_ids(messages)[0]
+
+    def prompt_ids(self, messages: list[dict[str, str]], spans_of: Sequence[str] = ()) -> tuple[torch.LongTensor, list[tuple[int, int]]]:
+        """`chat_ids`, and the token span [start, end) where each text of `spans_of` first
+        appears in the prompt, searched in order ((0, 0) when absent).
+
+        Returns: [1, T] base token ids and one span per text.
+        """
+        rendered = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        encoded = self.tokenizer(rendered, add_special_tokens=False, return_offsets_mapping=True)
+        offsets = encoded["offset_mapping"]
+        spans, search_from = [], 0
+        for text in spans_of:
+            at = rendered.find(text, search_from)
+            covered = [i for i, (a, b) in enumerate(offsets) if at >= 0 and a < at + len(text) and b > at]
+            spans.append((covered[0], covered[-1] + 1) if covered else (0, 0))
+            search_from = at + len(text) if at >= 0 else search_from
+        return torch.tensor([encoded["input_ids"]]), spans
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -260,16 +288,45 @@ class Controller:
             out = self.model(input_ids=ids, output_hidden_states=True)
         return out.hidden_states[layer][0]
 
-    def _prompt_inputs(self, input_ids: torch.LongTensor, soft_prefix: torch.Tensor | None) -> dict:
-        """generate() arguments for the prompt: [1, T] ids, or [1, P+T, H] embeddings with a soft prefix."""
+    def _prompt_inputs(self, input_ids: torch.LongTensor, soft_prefix: torch.Tensor | None) -> tuple[dict, Callable[[int], int]]:
+        """generate() arguments for the prompt ([1, T] ids, or [1, P+T, H] embeddings with a
+        soft prefix), and the model position of each base-id position."""
+        ids, starts = input_ids[0].tolist(), list(range(input_ids.shape[1]))
         if self.vocab is not None:
-            input_ids = torch.tensor([self.vocab.merge(input_ids[0])])
-        if soft_prefix is not None and soft_prefix.shape[0] > 0:
-            prefix = soft_prefix.to(self.model.dtype).unsqueeze(0)
-            embeds = torch.cat([prefix, self.embed(input_ids)], dim=1)
+            ids, starts = self.vocab.merge_positions(ids)
+        prompt = torch.tensor([ids])
+        prefix = 0 if soft_prefix is None else soft_prefix.shape[0]
+
+        def position(base: int) -> int:
+            return prefix + bisect_right(starts, base) - 1
+
+        if prefix:
+            embeds = torch.cat([soft_prefix.to(self.model.dtype).unsqueeze(0), self.embed(prompt)], dim=1)
             # With inputs_embeds the streamer's "prompt" is empty, so nothing is skipped wrongly.
-            return dict(inputs_embeds=embeds, attention_mask=torch.ones(embeds.shape[:2], dtype=torch.long))
-        return dict(input_ids=input_ids, attention_mask=torch.ones_like(input_ids))
+            return dict(inputs_embeds=embeds, attention_mask=torch.ones(embeds.shape[:2], dtype=torch.long)), position
+        return dict(input_ids=prompt, attention_mask=torch.ones_like(prompt)), position
+
+    def _span_attention(self, output, prompt_len: int, new_tokens: int, spans: list[tuple[int, int]]) -> list[float]:
+        """Mean attention mass from the generated tokens to each [start, end) model-position span.
+
+        Re-reads only the reply: the generation's cache is cut back to the prompt and the
+        reply's tokens are fed once more with eager attention, which returns weights.
+        """
+        cache = output.past_key_values
+        if new_tokens == 0 or cache is None:
+            return [0.0] * len(spans)
+        new = output.sequences[0, -new_tokens:]
+        excess = cache.get_seq_length() - prompt_len
+        if excess > 0:
+            cache.crop(-excess)  # a negative count: tokens to remove from the end
+        previous = self.model.config._attn_implementation
+        self.model.set_attn_implementation("eager")
+        try:
+            out = self.model(input_ids=new[None], past_key_values=cache, output_attentions=True, use_cache=True)
+        finally:
+            self.model.set_attn_implementation(previous)
+        rows = torch.stack([a[0] for a in out.attentions]).float().mean((0, 1))  # [R, P+R]
+        return [float(rows[:, a:b].sum(-1).mean()) if b > a else 0.0 for a, b in spans]
 
     def generate(
         self,
@@ -278,6 +335,8 @@ class Controller:
         soft_prefix: torch.Tensor | None = None,
         gen: GenerationConfig | None = None,
         seed: int | None = None,
+        spans: Sequence[tuple[int, int]] = (),
+        report: Generation | None = None,
     ) -> Iterator[str]:
         """Stream the reply to `input_ids` as text pieces, stopping at EOS.
 
@@ -287,8 +346,12 @@ class Controller:
                 P == 0 generates from the ids alone.
             gen: max_new_tokens, greedy or sampled, temperature, top_p.
             seed: seeds sampling, for reproducible sampled replies.
+            spans: [start, end) ranges of `input_ids` positions whose share of the reply's
+                attention `report.span_attention` receives.
+            report: filled in with token counts, timings and span attention when the stream ends.
         """
         gen = gen or GenerationConfig()
+        report = report if report is not None else Generation()
         cancel = threading.Event()
         decoder = self.vocab if self.vocab is not None else self.tokenizer  # added ids decode to their text
         streamer = TextIteratorStreamer(decoder, skip_prompt=True, skip_special_tokens=True)
@@ -298,6 +361,7 @@ class Controller:
             streamer=streamer,
             stopping_criteria=StoppingCriteriaList([_Cancelled(cancel)]),
             pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
+            return_dict_in_generate=True,
         )
         if gen.do_sample:
             kwargs.update(temperature=gen.temperature, top_p=gen.top_p)
@@ -308,20 +372,33 @@ class Controller:
         def run() -> None:
             try:
                 with self.lock, torch.inference_mode():
-                    kwargs.update(self._prompt_inputs(input_ids, soft_prefix))
+                    started = time.perf_counter()
+                    inputs, position = self._prompt_inputs(input_ids, soft_prefix)
+                    kwargs.update(inputs)
                     if seed is not None:
                         torch.manual_seed(seed)
-                    self.model.generate(**kwargs)
+                    output = self.model.generate(**kwargs)
+                    report.prompt_tokens = next(iter(inputs.values())).shape[1]
+                    report.new_tokens = output.sequences.shape[1] - (report.prompt_tokens if "input_ids" in inputs else 0)
+                    report.seconds = time.perf_counter() - started
+                    if spans and not cancel.is_set():
+                        started = time.perf_counter()
+                        moved = [(position(a), position(b - 1) + 1) if b > a else (0, 0) for a, b in spans]
+                        report.span_attention = self._span_attention(output, report.prompt_tokens, report.new_tokens, moved)
+                        report.attention_seconds = time.perf_counter() - started
             except BaseException as exc:  # surfaced in the consumer's thread below
                 error.append(exc)
                 streamer.end()
 
         worker = threading.Thread(target=run, daemon=True)
         worker.start()
+        finished = False
         try:
             yield from streamer
+            finished = True
         finally:
-            cancel.set()
+            if not finished:  # the consumer went away: stop generating, skip the attention pass
+                cancel.set()
             worker.join()
         if error:
             raise error[0]

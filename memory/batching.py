@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator, Sequence
+import re
+from collections.abc import Iterable, Iterator, Sequence
 
 import torch
 
@@ -21,12 +22,32 @@ class Candidates:
         self.vectors = torch.stack([cache.phrases[p] for p in self.phrases])
 
 
+# What a chat decodes a read among: the words and numbers a user has said.
+WORD = re.compile(r"[^\W\d_]+|\d+")
+
+
+def words(texts: Iterable[str]) -> list[str]:
+    """Distinct words and numbers of `texts`, in order of first appearance."""
+    return list(dict.fromkeys(m.group(0) for t in texts for m in WORD.finditer(t)))
+
+
 def episode_texts(episodes: Sequence[Episode]) -> list[str]:
     return [s.text for e in episodes for s in e.steps]
 
 
-def make_batch(episodes: Sequence[Episode], cache: FeatureCache, candidates: Candidates) -> EpisodeBatch:
-    """Pad `episodes` into one batch; every sentence must be in `cache`."""
+def statement_words(episodes: Sequence[Episode]) -> list[str]:
+    return words(s.text for e in episodes for s in e.steps if not s.is_question)
+
+
+def make_batch(
+    episodes: Sequence[Episode], cache: FeatureCache, candidates: Candidates, *, word_distractors: bool = False
+) -> EpisodeBatch:
+    """Pad `episodes` into one batch; every sentence must be in `cache`.
+
+    With `word_distractors`, a read is decoded among the candidates and every word of
+    the batch's statements (whose phrases must be cached too), as a chat decodes among
+    the words its user said: a value that points at the subject's name scores wrong.
+    """
     b, s = len(episodes), max(len(e.steps) for e in episodes)
     rows = [[cache.index[st.text] for st in e.steps] for e in episodes]
     t = max(len(cache.ids[i]) for r in rows for i in r)
@@ -43,13 +64,23 @@ def make_batch(episodes: Sequence[Episode], cache: FeatureCache, candidates: Can
             kind[i, j] = QUESTION if step.is_question else STATEMENT
             if step.is_question:
                 answer[i, j] = candidates.index.get(step.answer, -100)  # -100: not decodable, scored wrong
+    support = torch.zeros(b, s, s, dtype=torch.bool)
+    for i, episode in enumerate(episodes):
+        for j, step in enumerate(episode.steps):
+            for line_id in step.support:  # 1-based step ids
+                support[i, j, line_id - 1] = True
     mask = tokens >= 0
     uniq, tok_u = torch.unique(tokens, return_inverse=True)
     # padding (-1) gets a zero row: it never attracts a read's cosine
     zero = torch.zeros_like(next(iter(cache.token_rows.values())))
     vocab = torch.stack([cache.token_rows[int(x)] if x >= 0 else zero for x in uniq])
     emb = vocab[tok_u] * mask.unsqueeze(-1)
-    return EpisodeBatch(feats, emb, mask, kind, answer, candidates.vectors, vocab, tok_u)
+    vectors = candidates.vectors
+    if word_distractors:
+        extra = [w for w in statement_words(episodes) if w not in candidates.index]
+        if extra:
+            vectors = torch.cat([vectors, torch.stack([cache.phrases[w] for w in extra])])
+    return EpisodeBatch(feats, emb, mask, kind, answer, vectors, vocab, tok_u, support)
 
 
 class StepBudgetSampler:

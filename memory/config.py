@@ -22,6 +22,7 @@ class NeuralMemoryConfig:
     learn_init: bool = True  # meta-learn the initial fast weights; false keeps their random start fixed
     learn_step: bool = True  # meta-learn the per-layer step size that multiplies beta
     checkpoint: str = ""  # trained interface + memory from train_meta.py; "" = untrained
+    min_confidence: float = 0.5  # in chat, a read whose best word has a lower decoding probability is not used
 
 
 @dataclass
@@ -48,3 +49,29 @@ class MetaLossConfig:
     meta: float = 4.0  # MNM meta loss: right after a write, reading its key returns its value
     vicreg: float = 0.125  # variance/covariance of write keys: keeps memories apart
     recall: float = 0.5  # a read of the write key decodes to the tokens the value pointed at
+    match: float = 0.0  # a question's read key picks its supporting statements' write keys (InfoNCE): Memoria reminds by these keys
+
+
+@dataclass
+class MemoriaConfig:
+    """The Memoria engram store in chat (memory/memoria.py); a turn is one user message."""
+
+    enabled: bool = True  # false: no engrams are kept or reminded (the ablation)
+    num_reminded_stm: int = 8  # short-term engrams reminded per turn, closest first
+    stm_capacity: int = 400  # short-term engrams per user; older ones become long-term (paper: 400)
+    ltm_search_depth: int = 10  # steps of the walk along co-fire links (paper: 10)
+    num_final_ltms: int = 4  # long-term engrams reminded per turn, closest first
+    initial_lifespan: float = 400.0  # turns a new engram lives unless reminded (paper: 9 segments; a chat turn is longer)
+    lifespan_scale: float = 8.0  # lifespan a reminded engram earns when the reply used it as much as the average one (paper: 8)
+    reward: str = "attention"  # lifespan reward from "attention" of the reply to the engram's prompt span, or "uniform"
+    max_links: int = 64  # co-fire links kept per engram
+    vector: str = "key"  # engram vectors: "key" (the meta-learned memory keys) or "hidden" (mean controller hidden state)
+
+
+@dataclass
+class ConsolidationConfig:
+    """How what the engram store holds is consolidated into the neural memory."""
+
+    replay_every: int = 8  # turns between replays of long-term engrams into the neural memory; 0 = never
+    replay_count: int = 8  # long-term engrams replayed each time, most fired first
+    supersede_similarity: float = 0.9  # a statement whose write key is this close (cosine) to an older one's overwrites it (a correction); above 1 = never

@@ -47,7 +47,7 @@ class Step:
     answer: str | None = None
     fact: Fact | None = None  # teach-and-recall statements: the fact taught
     tag: str = ""  # teach-and-recall: "teach", "correct", "chat"; questions: "fact" or "corrected"
-    support: tuple[int, ...] = ()  # bAbI questions: supporting statements (1-based line ids)
+    support: tuple[int, ...] = ()  # questions: the statements that answer it (1-based step ids, as bAbI's line ids)
 
     @property
     def is_question(self) -> bool:
@@ -263,6 +263,7 @@ class TeachRecall:
         rng.shuffle(order)
         used: set[str] = set()
         latest: dict[tuple[str, str], str] = {}
+        said_at: dict[tuple[str, str], int] = {}  # 1-based id of the step that last set the fact
         steps: list[Step] = []
 
         def chat() -> None:
@@ -272,6 +273,7 @@ class TeachRecall:
             v = self._value(rng, r, used)
             latest[(s, r)] = v
             steps.append(Step(rng.choice(self.teach[r]).format(s=s, v=v), fact=Fact(s, r, v), tag="teach"))
+            said_at[(s, r)] = len(steps)
             if chat_every and rng.random() < 1 / chat_every:
                 chat()
         corrected = rng.sample(order, corrections)
@@ -280,6 +282,7 @@ class TeachRecall:
             v = self._value(rng, r, used)
             latest[(s, r)] = v
             steps.append(Step(rng.choice(self.correct[r]).format(s=s, v=v), fact=Fact(s, r, v), tag="correct"))
+            said_at[(s, r)] = len(steps)
         for _ in range(2):
             chat()
         n_q = n_facts if questions is None else min(questions, n_facts)
@@ -292,6 +295,7 @@ class TeachRecall:
                     rng.choice(self.ask[r]).format(s=s),
                     answer=latest[(s, r)],
                     tag="corrected" if (s, r) in set(corrected) else "fact",
+                    support=(said_at[(s, r)],),
                 )
             )
         return Episode(steps, "teach", facts=n_facts)

@@ -129,7 +129,8 @@ class EpisodeBatch:
     feats [B, S, T, Hc]; emb [B, S, T, H]; mask [B, S, T] (real tokens);
     kind [B, S] (PAD, STATEMENT, QUESTION); answer [B, S] (candidate index, -100 if none);
     candidates [C, H] (answer embeddings); vocab [U, H] (embeddings of the batch's tokens);
-    tok_u [B, S, T] (each token's row in vocab; padding's row is zero).
+    tok_u [B, S, T] (each token's row in vocab; padding's row is zero);
+    support [B, S, S] (support[b, t, s]: statement s answers question t).
     """
 
     feats: torch.Tensor
@@ -140,6 +141,7 @@ class EpisodeBatch:
     candidates: torch.Tensor
     vocab: torch.Tensor
     tok_u: torch.Tensor
+    support: torch.Tensor
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> "EpisodeBatch":
         return EpisodeBatch(*(getattr(self, f).to(device, non_blocking=non_blocking) for f in self.__dataclass_fields__))
@@ -153,6 +155,7 @@ class StepOutput:
     v_w: torch.Tensor  # [B, H]
     beta: torch.Tensor  # [B, heads], zero where nothing was written
     value_att: torch.Tensor  # [B, T] the value's pointer over tokens
+    k_r: torch.Tensor  # [B, key_dim] the first read key
     answer: torch.Tensor  # [B, H] vector to decode (read mixed with the question state)
 
 
@@ -179,6 +182,7 @@ class MemoryModel(nn.Module):
         if self.out is None and not memory_cfg.enabled:
             raise ValueError("with neural_memory.enabled false the interface needs output_mlp to answer")
         self.log_scale = nn.Parameter(torch.tensor(10.0).log())  # decoding temperature
+        self.log_match_scale = nn.Parameter(torch.tensor(10.0).log())  # temperature of the match loss
         self.value_dim = value_dim
 
     def reset(self, batch_size: int, device: torch.device | None = None) -> torch.Tensor:
@@ -203,14 +207,20 @@ class MemoryModel(nn.Module):
         if self.memory_cfg.enabled:
             self.memory.write(k_w, v_w, beta)
         query = self.interface.read_query(tok, att, new_state)
+        k_r = self.interface.read_key(query, 0, None)
         read = torch.zeros(feats.shape[0], self.value_dim, dtype=query.dtype, device=query.device)
         if self.memory_cfg.enabled:
-            read = None
-            for hop in range(self.interface_cfg.read_hops):
+            read = self.memory.read(k_r)
+            for hop in range(1, self.interface_cfg.read_hops):
                 read = self.memory.read(self.interface.read_key(query, hop, read))
         answer = read if self.out is None else read + self.out(torch.cat([read, query], -1))
         keep = (kind != PAD).unsqueeze(-1)
-        return torch.where(keep, new_state, state), StepOutput(k_w, v_w, beta, att[:, 1], answer)
+        return torch.where(keep, new_state, state), StepOutput(k_w, v_w, beta, att[:, 1], k_r, answer)
+
+    def key_similarity(self, k_r: torch.Tensor, k_w: torch.Tensor) -> torch.Tensor:
+        """Scaled cosine of read keys [..., N, D] with write keys [..., M, D], heads weighted
+        equally as the memory sees them -> [..., N, M]."""
+        return self.log_match_scale.exp() * unit_keys(k_r, self.memory_cfg.heads) @ unit_keys(k_w, self.memory_cfg.heads).transpose(-1, -2)
 
     def scores(self, answer: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
         """Decode: scaled cosine of answer vectors [N, H] with candidate embeddings [C, H] -> [N, C]."""
@@ -224,13 +234,16 @@ class MemoryModel(nn.Module):
         questions' `logits` [Nq, C] with their `targets` [Nq] and `positions` [Nq, 2]."""
         b, s = batch.kind.shape
         state = self.reset(b, batch.feats.device)
-        answers, meta, recall, keys = [], [], [], []
+        answers, meta, recall, keys, write_keys, read_keys = [], [], [], [], [], []
         for t in range(s):
             kind = batch.kind[:, t]
             if not (kind != PAD).any():
                 break
             state, out = self.step(state, batch.feats[:, t], batch.emb[:, t], batch.mask[:, t], kind)
             answers.append(out.answer)
+            if losses.match:
+                write_keys.append(out.k_w)
+                read_keys.append(out.k_r)
             written = kind == STATEMENT
             if not written.any():
                 continue
@@ -264,8 +277,39 @@ class MemoryModel(nn.Module):
         if keys:
             result["vicreg"] = vicreg(torch.cat(keys), self.memory_cfg.heads)
             total = total + losses.vicreg * result["vicreg"]
+        if losses.match:
+            match = self.match_loss(torch.stack(read_keys, 1), torch.stack(write_keys, 1), batch, len(answers))
+            if match is not None:
+                result["match"] = match
+                total = total + losses.match * match
         result["loss"] = total
         return result
+
+    def match_loss(self, k_r: torch.Tensor, k_w: torch.Tensor, batch: EpisodeBatch, steps: int) -> torch.Tensor | None:
+        """-log of the softmax mass a question's read key puts on its supporting statements,
+        among the episode's earlier statements (InfoNCE with several positives).
+
+        k_r, k_w: [B, S', key_dim] read and write keys of every step.
+        Returns None when no question of the batch has a support.
+        """
+        support = batch.support[:, :steps, :steps]
+        asked = (batch.kind[:, :steps] == QUESTION) & support.any(-1)  # [B, S']
+        if not asked.any():
+            return None
+        sim = self.key_similarity(k_r, k_w)  # [B, S', S']
+        earlier = torch.ones(steps, steps, dtype=torch.bool, device=sim.device).tril(-1)
+        allowed = earlier & (batch.kind[:, None, :steps] == STATEMENT)
+        logits = sim.masked_fill(~allowed, float("-inf"))
+        positive = logits.masked_fill(~support, float("-inf"))
+        loss = torch.logsumexp(logits, -1) - torch.logsumexp(positive, -1)
+        return loss[asked].mean()
+
+
+def unit_keys(k: torch.Tensor, heads: int) -> torch.Tensor:
+    """Keys as the memory reads them: unit length per head, then scaled so the whole key
+    has unit length. [..., D] -> [..., D]."""
+    shape = k.shape
+    return (F.normalize(k.reshape(*shape[:-1], heads, -1), dim=-1) / heads**0.5).reshape(shape)
 
 
 def vicreg(keys: torch.Tensor, heads: int) -> torch.Tensor:

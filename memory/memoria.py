@@ -91,6 +91,10 @@ side with this module; the other deviations have tests of their own):
     not exist (history lives in SQLite).
 13. `remind` without working memory reminds nothing (the reference averages over
     an empty working memory and ranks NaNs).
+14. `forget(ids, user=...)` removes engrams at once, with their links (a chatbot
+    needs it for a user's "Forget ..." request, for a correction that supersedes
+    an engram, and for the Memory tab's forget button); the reference forgets only
+    when a lifespan runs out.
 
 Persistence: `save(db, user)` inside the caller's `Store.transaction()` writes
 only the engrams that changed since the last save (new, reminded, retyped,
@@ -571,6 +575,48 @@ class Memoria:
                 listed = ids[row] >= 0
                 state.adjust(state.slots(ids[row][listed]), deltas[row][listed], self.stm_capacity)
 
+    def forget(self, ids: Iterable[int], *, user: str) -> list[int]:
+        """Forget the user's engrams `ids` now; ids that are already gone are skipped.
+
+        Returns: the ids that were forgotten.
+        """
+        state = self._users.get(user)
+        if state is None:
+            return []
+        wanted = np.unique(np.asarray(list(ids), np.int64))
+        wanted = wanted[(wanted >= 0) & (wanted < state.next_id)]
+        live = wanted[state.id_to_slot[wanted] >= 0]
+        if len(live):
+            state._forget(state.id_to_slot[live])
+        return live.tolist()
+
+    def set_turn(self, ids: Iterable[int], turn: int, *, user: str) -> None:
+        """Record the turn the user's live engrams `ids` came from (known once the turn is stored)."""
+        state = self._users.get(user)
+        if state is None:
+            return
+        slots = state.slots(list(ids))
+        state.turns[slots] = turn
+        state.dirty.update(state.ids[slots].tolist())
+
+    def is_live(self, engram_id: int, *, user: str) -> bool:
+        """Whether the user's engram `engram_id` exists (not yet forgotten)."""
+        state = self._users.get(user)
+        return state is not None and 0 <= engram_id < state.next_id and state.id_to_slot[engram_id] >= 0
+
+    def adjust_count(self, user: str) -> int:
+        """How many times the user's engrams were adjusted (turns, in chat)."""
+        state = self._users.get(user)
+        return 0 if state is None else state.step
+
+    def saved_version(self, user: str) -> int:
+        """The save this object's copy of the user is at (0: never saved or loaded).
+
+        `stored_version(db, user)` differs when another process saved the user since.
+        """
+        state = self._users.get(user)
+        return 0 if state is None else state.save_seq
+
     def size(self, user: str) -> int:
         """Number of engrams the user has."""
         state = self._users.get(user)
@@ -688,6 +734,14 @@ class Memoria:
         state.working = by_type[EngramType.WORKING]
         state.shortterm = by_type[EngramType.SHORTTERM]
         self._users[user] = state
+
+
+def stored_version(db: sqlite_utils.Database, user: str) -> int:
+    """The save number of the user's engrams in `db` (0 if none were saved)."""
+    row = db.execute(
+        "SELECT c.save_seq FROM engram_counters c JOIN users u ON u.id = c.user_id WHERE u.name = ?", [user]
+    ).fetchone()
+    return row[0] if row else 0
 
 
 def _user_row_id(db: sqlite_utils.Database, name: str) -> int:

@@ -24,17 +24,13 @@ and step size 1/2 a single-layer memory stores the value at a key exactly, whate
 the width; beta then reads as "how much to overwrite".
 
 Fast weights survive turns and restarts: `snapshot()`/`load_snapshot()` give and
-take plain tensors, and `save_to_store()`/`load_from_store()` keep one snapshot per
-user in the chatbot's SQLite file (table `neural_memory`).
+take plain tensors (memory/neural_chat.py keeps one snapshot per user in SQLite).
 """
 
 from __future__ import annotations
 
-import io
-import time
 from dataclasses import dataclass
 
-import sqlite_utils
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -209,35 +205,3 @@ class NeuralMemory(nn.Module):
             z = torch.matmul(z, self.feedback[i])
             deltas.append(2.0 * (pre[i] - z))
         return deltas[::-1]
-
-    # ---- persistence ---------------------------------------------------------------
-
-    def save_to_store(self, db: sqlite_utils.Database, user_id: int, *, tag: str, writes: int) -> None:
-        """Write this user's fast weights (B = 1); call inside `Store.transaction()` with the turn.
-
-        Args:
-            tag: identifies the slow weights (checkpoint) that wrote them; a snapshot is
-                only meaningful with the interface that made its keys.
-            writes: how many writes the snapshot holds, for the Memory tab.
-        """
-        if self._state().batch_size != 1:
-            raise ValueError("only a single user's memory (batch size 1) is saved")
-        buf = io.BytesIO()
-        torch.save(self.snapshot(), buf)
-        db["neural_memory"].upsert(
-            {"user_id": user_id, "rule": self.cfg.rule, "tag": tag, "writes": writes,
-             "weights": buf.getvalue(), "updated_at": time.time()},
-            pk="user_id",
-        )
-
-    def load_from_store(self, db: sqlite_utils.Database, user_id: int, *, tag: str) -> int | None:
-        """Restore this user's fast weights; returns their write count, or None (and resets)
-        when the user has none, or has some written by other slow weights or another rule."""
-        row = db.execute(
-            "SELECT rule, tag, writes, weights FROM neural_memory WHERE user_id = ?", [user_id]
-        ).fetchone()
-        if row is None or row[0] != self.cfg.rule or row[1] != tag:
-            self.reset(1)
-            return None
-        self.load_snapshot(torch.load(io.BytesIO(row[3]), weights_only=True))
-        return row[2]

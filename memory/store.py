@@ -151,7 +151,39 @@ def _create_vocab_tables(db: sqlite_utils.Database) -> None:
     db["vocab_meta"].create({"key": str, "value": str}, pk="key", not_null={"value"})  # JSON values
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migrate_to_1, _create_engram_tables, _create_neural_memory_table, _create_vocab_tables]
+def _create_neural_writes_table(db: sqlite_utils.Database) -> None:
+    """Every write to a user's neural memory (memory/neural_chat.py): what was said, what
+    the value pointed at, and the key and value themselves, so that a correction can
+    supersede a write, a forgotten write can be taken out by replaying the others, and
+    long-term memories can be replayed."""
+    db["neural_writes"].create(
+        {
+            "user_id": int,
+            "id": int,  # per user, in write order
+            "turn": int,  # turns.id in chat; not a foreign key, imports and benchmarks write too
+            "engram": int,  # the Memoria engram of the same sentence, if any
+            "text": str,
+            "value": str,  # the words the value points at most
+            "beta": bytes,  # float32 per memory head
+            "key": bytes,  # float32 write key
+            "vector": bytes,  # float32 value
+            "superseded_by": int,  # id of the later write that overwrote it (a correction)
+            "forgotten": int,  # 1 once the user asked to forget it; it is no longer in the memory
+            "time": float,
+        },
+        pk=("user_id", "id"),
+        foreign_keys=[("user_id", "users", "id")],
+        not_null={"user_id", "id", "text", "value", "beta", "key", "vector", "forgotten", "time"},
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
+    _migrate_to_1,
+    _create_engram_tables,
+    _create_neural_memory_table,
+    _create_vocab_tables,
+    _create_neural_writes_table,
+]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

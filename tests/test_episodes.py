@@ -124,3 +124,13 @@ def test_two_hundred_fact_dialogues_have_unique_values(generators):
     episode = generators["test"].episode(random.Random(3), 200, corrections=20, questions=200)
     assert episode.facts == 200 and len(episode.questions) == 200
     assert len({q.answer for q in episode.questions}) == 200
+
+
+def test_teach_recall_questions_point_at_the_statement_that_last_set_the_fact():
+    gen = TeachRecall("train", NAMES)
+    episode = gen.episode(random.Random(3), 12, corrections=4)
+    for question in episode.questions:
+        (line_id,) = question.support
+        statement = episode.steps[line_id - 1]
+        assert statement.fact.value == question.answer
+        assert statement.tag == ("correct" if question.tag == "corrected" else "teach")

@@ -495,3 +495,24 @@ def test_bad_calls_are_refused_with_a_reason():
         memoria.add_working_memory(torch.rand(2, 1, 4), user=["ann", "ann"])
     with pytest.raises(ValueError, match="must be >= 0"):
         Memoria(num_reminded_stm=-1, stm_capacity=1, ltm_search_depth=1, initial_lifespan=1, num_final_ltms=1)
+
+
+def test_forget_removes_engrams_with_their_links_and_persists(tmp_path):
+    memoria = Memoria(num_reminded_stm=4, stm_capacity=8, ltm_search_depth=2, initial_lifespan=20, num_final_ltms=2)
+    g = torch.Generator().manual_seed(0)
+    for turn in range(4):
+        memoria.add_working_memory(torch.randn(1, 3, 8, generator=g), user="ann", texts=[[f"t{turn}.{i}" for i in range(3)]])
+        _, reminded = memoria.remind(user="ann")
+        memoria.adjust_lifespan_and_memories(reminded, torch.ones_like(reminded, dtype=torch.float), user="ann")
+    before = {e.id for e in memoria.engrams("ann")}
+    assert memoria.forget([1, 4, 99], user="ann") == [1, 4]
+    assert memoria.forget([1], user="ann") == [] and memoria.forget([0], user="bob") == []
+    left = memoria.engrams("ann")
+    assert {e.id for e in left} == before - {1, 4}
+    assert all(not set(e.links) & {1, 4} for e in left)
+    store = Store(tmp_path / "m.db")
+    with store.transaction() as db:
+        memoria.save(db, "ann")
+    again = Memoria(num_reminded_stm=4, stm_capacity=8, ltm_search_depth=2, initial_lifespan=20, num_final_ltms=2)
+    again.load(store.db, "ann")
+    assert again.engrams("ann") == left

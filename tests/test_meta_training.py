@@ -32,9 +32,12 @@ def random_batch(b: int = 3, s: int = 6, t: int = 5, c: int = 7, seed: int = 0) 
     answer = torch.where(kind == QUESTION, torch.randint(0, c, (b, s), generator=g), torch.full((b, s), -100))
     vocab = torch.randn(10, H, generator=g)
     tok_u = torch.randint(0, 10, (b, s, t), generator=g)
+    support = torch.zeros(b, s, s, dtype=torch.bool)
+    support[:, 2, 0] = True  # the first question is answered by the first statement
+    support[1:, -1, 3] = True
     return EpisodeBatch(
         torch.randn(b, s, t, HC, generator=g), vocab[tok_u] * mask.unsqueeze(-1), mask, kind, answer,
-        torch.randn(c, H, generator=g), vocab, tok_u,
+        torch.randn(c, H, generator=g), vocab, tok_u, support,
     )
 
 
@@ -49,13 +52,37 @@ def model(**switches) -> MemoryModel:
 
 def test_forward_gives_every_loss_and_gradients_reach_the_interface():
     m = model()
-    out = m(random_batch(), MetaLossConfig())
-    assert {"answer", "meta", "recall", "vicreg"} <= out.keys() and torch.isfinite(out["loss"])
+    out = m(random_batch(), MetaLossConfig(match=1.0))
+    assert {"answer", "meta", "recall", "vicreg", "match"} <= out.keys() and torch.isfinite(out["loss"])
     assert out["logits"].shape == (5, 7)  # 2 questions in each of 3 episodes, one padded away
     out["loss"].backward()
     for p in (m.interface.tok.weight, m.interface.write_key.weight, m.interface.read_keys[0].weight,
               m.interface.beta.weight, m.memory.init_w[0], m.memory.log_step):
         assert p.grad is not None and p.grad.abs().sum() > 0
+
+
+def test_match_loss_pulls_the_read_key_to_its_supporting_statement():
+    m = model()
+    batch = random_batch()
+    losses = MetaLossConfig(answer=0.0, meta=0.0, vicreg=0.0, recall=0.0, match=1.0)
+    optim = torch.optim.Adam(m.parameters(), lr=0.01)
+    first = None
+    for _ in range(30):
+        out = m(batch, losses)
+        first = first if first is not None else out["match"].item()
+        optim.zero_grad()
+        out["loss"].backward()
+        optim.step()
+    assert out["match"].item() < 0.2 * first
+    # the question's read key now ranks its support first among the earlier statements
+    with torch.no_grad():
+        state = m.reset(3)
+        keys = []
+        for t in range(3):
+            state, step = m.step(state, batch.feats[:, t], batch.emb[:, t], batch.mask[:, t], batch.kind[:, t])
+            keys.append(step)
+        sim = m.key_similarity(keys[2].k_r[:, None], torch.stack([keys[0].k_w, keys[1].k_w], 1))[:, 0]
+    assert (sim.argmax(-1) == 0).all()
 
 
 def test_a_zero_weight_switches_a_loss_off():
@@ -173,10 +200,11 @@ def test_train_meta_runs_checkpoints_and_resumes(tiny_meta_config, tmp_path):
 
 
 def test_train_meta_is_data_parallel_over_two_cpu_processes(tiny_meta_config, tmp_path):
-    torchrun = Path(sys.executable).parent / "torchrun"
+    accelerate = Path(sys.executable).parent / "accelerate"
     out = run(
-        [str(torchrun), "--nproc_per_node", "2", str(ROOT / "train_meta.py"), "--config", str(tiny_meta_config)],
-        tmp_path, env={"ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"},
+        [str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+         "--dynamo_backend", "no", str(ROOT / "train_meta.py"), "--config", str(tiny_meta_config)],
+        tmp_path, env={"OMP_NUM_THREADS": "1"},
     )
     record = json.loads(out.strip().splitlines()[-1])
     assert record["processes"] == 2 and record["steps"] == 4

@@ -8,7 +8,6 @@ import torch.nn.functional as F
 
 from memory.config import NeuralMemoryConfig
 from memory.neural import NeuralMemory
-from memory.store import Store
 
 V = 64  # the tiny controller's width
 
@@ -138,45 +137,14 @@ def test_write_works_at_chat_time_under_inference_mode():
 
 
 @pytest.mark.parametrize("rule", ["g", "p"])
-def test_save_and_load_through_sqlite_is_identity(tmp_path, rule):
-    path = tmp_path / "chat.db"
-    store = Store(path)
-    uid = store.user_id("alice")
+def test_snapshot_round_trip_is_identity(rule):
     mem = memory(rule)
     mem.reset(1)
     k = torch.randn(1, 3, 64)
     mem.write(k, torch.randn(1, 3, V), torch.ones(1))
     expected = mem.read(k).detach()
-    with store.transaction() as db:
-        mem.save_to_store(db, uid, tag="ckpt-a", writes=3)
-    store.close()
-
-    store = Store(path)  # a restart: new process state, same file
     fresh = memory(rule)
-    assert fresh.load_from_store(store.db, store.user_id("alice"), tag="ckpt-a") == 3
+    fresh.load_snapshot(mem.snapshot())
     assert torch.equal(fresh.read(k), expected)
-    assert fresh.load_from_store(store.db, store.user_id("alice"), tag="other") is None
-    untouched = memory(rule)
-    untouched.reset(1)
-    assert torch.equal(fresh.read(k), untouched.read(k))
-    assert fresh.load_from_store(store.db, store.user_id("bob"), tag="ckpt-a") is None
-    store.close()
-
-
-def test_a_rolled_back_turn_keeps_the_previous_snapshot(tmp_path):
-    store = Store(tmp_path / "chat.db")
-    uid = store.user_id("alice")
-    mem = memory()
-    mem.reset(1)
-    k = torch.randn(1, 64)
-    with store.transaction() as db:
-        mem.save_to_store(db, uid, tag="t", writes=0)
-    initial = mem.read(k).detach()
-    mem.write(k, torch.randn(1, V), torch.ones(1))
-    with pytest.raises(RuntimeError):
-        with store.transaction() as db:
-            mem.save_to_store(db, uid, tag="t", writes=1)
-            raise RuntimeError("crash mid-turn")
-    assert mem.load_from_store(store.db, uid, tag="t") == 0
-    assert torch.equal(mem.read(k), initial)
-    store.close()
+    with pytest.raises(ValueError, match="shape"):
+        memory(rule, layers=1).load_snapshot(mem.snapshot())

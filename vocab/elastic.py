@@ -140,6 +140,15 @@ class ElasticVocab:
             base_ids = base_ids.tolist()
         return self.lexicon.merge(base_ids)
 
+    def merge_positions(self, base_ids: Sequence[int] | torch.Tensor) -> tuple[list[int], list[int]]:
+        """`merge`, plus where each merged id starts among the base ids ([len(merged)] offsets)."""
+        merged = self.merge(base_ids)
+        starts, at = [], 0
+        for i in merged:
+            starts.append(at)
+            at += 1 if i < self.base_size else len(self.lexicon[i].expansion)
+        return merged, starts
+
     def decode(self, ids: Sequence[int] | torch.Tensor, **kwargs: Any) -> str:
         """Text of `ids`; keyword arguments go to the base tokenizer's decode.
 

@@ -1,0 +1,92 @@
+"""How a user's message is read and how memory enters the prompt.
+
+A message is split into sentences; each is a question (read from memory) or a
+statement (written to memory), and a message that starts with "Forget" is a
+request to forget. What memory recalls for a turn becomes notes: the sentences the
+user said earlier, oldest first, placed in the system message. The agent and the
+adapter's training build prompts with the same functions here, so the adapter
+learns exactly the layout it meets in chat.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+# A sentence ends at . ! or ? followed by space, or at a line break; "e.g. 5.5" stays whole.
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'])|\n+")
+# Imperative questions: "Tell me where Oriel lives." asks as much as "Where does Oriel live?".
+_ASKING = re.compile(r"^\s*(tell me|remind me|name|recall|do you (know|remember)|what|where|who|whom|whose|which|when|why|how)\b", re.IGNORECASE)
+_FORGET = re.compile(r"^\s*(please\s+)?forget\b[\s,:]*(?P<what>.*)$", re.IGNORECASE | re.DOTALL)
+_EVERYTHING = re.compile(r"^(everything|all|all of it|it all|all memories|everything you know)\W*$", re.IGNORECASE)
+_STOP = {
+    "that", "about", "what", "said", "told", "you", "the", "a", "an", "my", "me", "i", "of", "is", "was", "are",
+    "please", "and", "to", "in", "at", "on", "for", "with", "it", "this", "those", "these", "fact", "facts",
+}
+
+NOTES_HEADER = "What the user told you earlier, oldest first:"
+
+
+def split_sentences(text: str) -> list[str]:
+    """The message's sentences, stripped, empty ones dropped."""
+    return [s.strip() for s in _SENTENCE_END.split(text.strip()) if s and s.strip()]
+
+
+def is_question(sentence: str) -> bool:
+    """A sentence that asks: it ends with "?", or starts like a question or a request to tell."""
+    return sentence.rstrip().endswith("?") or bool(_ASKING.match(sentence))
+
+
+@dataclass(frozen=True)
+class ForgetRequest:
+    """"Forget ..." read as what to forget."""
+
+    everything: bool  # "Forget everything"
+    words: tuple[str, ...]  # content words a memory must hold to match (names and numbers first)
+
+    def matches(self, text: str) -> bool:
+        """Whether a remembered sentence is what the user asked to forget.
+
+        Every name and number the request mentions must appear in the sentence; a
+        request without any needs most of its other content words there.
+        """
+        if self.everything:
+            return True
+        present = {w.lower() for w in re.findall(r"\w+", text)}
+        names = [w for w in self.words if w[0].isupper() or w.isdigit()]
+        if names:
+            return all(w.lower() in present for w in names)
+        others = [w for w in self.words if len(w) > 2]
+        return bool(others) and sum(w.lower() in present for w in others) >= max(1, round(0.6 * len(others)))
+
+
+def forget_request(text: str) -> ForgetRequest | None:
+    """The request if the message asks to forget something, else None."""
+    m = _FORGET.match(text)
+    if not m:
+        return None
+    what = m.group("what").strip()
+    if not what or _EVERYTHING.match(what):
+        return ForgetRequest(True, ())
+    content = tuple(w for w in re.findall(r"[^\W_]+", what) if w.lower() not in _STOP)
+    # "Oriel's" names Oriel: the possessive is not a word of its own
+    content = tuple(w for w in content if w.lower() != "s")
+    return ForgetRequest(False, content)
+
+
+def system_message(system_prompt: str, notes: list[str]) -> str:
+    """The system prompt, followed by the notes memory recalled (if any), one per line."""
+    if not notes:
+        return system_prompt
+    lines = "\n".join(f"- {n}" for n in notes)
+    return f"{system_prompt}\n\n{NOTES_HEADER}\n{lines}"
+
+
+def chat_messages(system_prompt: str, notes: list[str], history: list[tuple[str, str]], text: str) -> list[dict[str, str]]:
+    """Chat messages: system (with notes), earlier (user, reply) pairs, the new message."""
+    messages = [{"role": "system", "content": system_message(system_prompt, notes)}]
+    for said, replied in history:
+        messages.append({"role": "user", "content": said})
+        messages.append({"role": "assistant", "content": replied})
+    messages.append({"role": "user", "content": text})
+    return messages

@@ -1,0 +1,176 @@
+"""The learning turn on the tiny model: what each memory stage stores, forgets, replays and restores.
+
+The tiny model's memory is untrained, so these tests check the mechanics (what is
+written where, isolation, persistence, switches); recall itself is tested on the
+real model with the shipped checkpoint (test_real_model.py, bench/teach_recall.py).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from chatbot import Agent, load_config
+from chatbot.agent import MEMORY_STAGES
+from memory.memoria import EngramType
+from memory.store import Store
+
+from .conftest import TINY
+
+
+def make_agent(tmp_path, controller, db="chat.db", **sections) -> Agent:
+    cfg = load_config(TINY)
+    cfg.vocab.enabled = False  # these tests watch the memories; the vocabulary has its own
+    for dotted, value in sections.items():
+        section, key = dotted.split("__")
+        setattr(getattr(cfg, section), key, value)
+    return Agent(cfg, controller, Store(tmp_path / db))
+
+
+def test_a_statement_is_written_remembered_and_stored_in_one_turn(tmp_path, tiny_controller):
+    agent = make_agent(tmp_path, tiny_controller)
+    reply = list(agent.chat_stream("ann", "My sister Oriel lives in Vantastad. How are you?"))[-1]
+    assert reply.done and set(MEMORY_STAGES) <= set(reply.seconds)
+    writes = agent.memory.writes("ann")
+    assert [w.text for w in writes] == ["My sister Oriel lives in Vantastad."]  # the question is read, not written
+    engrams = agent.memoria.engrams("ann")
+    assert [e.text for e in engrams] == ["My sister Oriel lives in Vantastad.", "How are you?"]
+    turn = agent.store.db.execute("SELECT id, meta FROM turns").fetchone()
+    assert all(e.turn == turn[0] for e in engrams) and writes[0].turn == turn[0] and writes[0].engram == engrams[0].id
+    meta = json.loads(turn[1])
+    assert meta["memory"]["writes"][0]["text"] == writes[0].text and set(MEMORY_STAGES) <= set(meta["seconds"])
+    rows = agent.store.db.execute("SELECT COUNT(*) FROM engrams").fetchone()[0], agent.store.db.execute("SELECT COUNT(*) FROM neural_writes").fetchone()[0]
+    assert rows == (2, 1)
+    agent.close()
+
+
+def test_memories_survive_a_restart_exactly(tmp_path, tiny_controller):
+    agent = make_agent(tmp_path, tiny_controller)
+    for text in ["Remember: the vault code is 4417.", "Bram works at Quillmere.", "Where does Bram work?"]:
+        agent.chat("ann", text)
+    engrams, writes = agent.memoria.engrams("ann"), agent.memory.writes("ann")
+    fast = [w.clone() for w in agent.memory._users["ann"].fast.weights]
+    agent.close()
+
+    again = make_agent(tmp_path, tiny_controller)
+    again._load("ann")
+    assert again.memoria.engrams("ann") == engrams
+    assert [(w.id, w.text, w.value, w.turn, w.engram) for w in again.memory.writes("ann")] == [
+        (w.id, w.text, w.value, w.turn, w.engram) for w in writes
+    ]
+    assert all(torch.equal(a, b) for a, b in zip(again.memory._users["ann"].fast.weights, fast))
+    again.close()
+
+
+def test_one_users_memory_never_reaches_another(tmp_path, tiny_controller):
+    agent = make_agent(tmp_path, tiny_controller)
+    agent.chat("ann", "The code of my locker is 4417.")
+    reply = list(agent.chat_stream("bob", "What is the code of my locker?"))[-1]
+    assert reply.memory["notes"] == [] and reply.memory["reminded"] == []
+    assert all(r["source"] is None for r in reply.memory["recall"])
+    assert agent.memoria.size("bob") == 1 and agent.memory.writes("bob") == []
+    agent.close()
+
+
+def test_forget_takes_matching_memories_out_of_both_stores(tmp_path, tiny_controller):
+    agent = make_agent(tmp_path, tiny_controller)
+    agent.chat("ann", "Oriel lives in Vantastad.")
+    agent.chat("ann", "Bram works at Quillmere.")
+    reply = list(agent.chat_stream("ann", "Forget that Oriel lives in Vantastad."))[-1]
+    assert "Oriel lives in Vantastad." in reply.text and reply.memory["forgotten"] == ["Oriel lives in Vantastad."]
+    assert [e.text for e in agent.memoria.engrams("ann")] == ["Bram works at Quillmere."]
+    writes = agent.memory.writes("ann")
+    assert [w.forgotten for w in writes] == [True, False]
+    # the memory now holds only what is left: its fast weights are a fresh start written with the kept write
+    memory = agent.memory.model.memory
+    memory.fast = memory.initial_state(1)
+    kept = writes[1]
+    memory.write(torch.from_numpy(kept.key)[None], torch.from_numpy(kept.vector)[None], torch.from_numpy(kept.beta)[None])
+    assert all(torch.allclose(a, b) for a, b in zip(agent.memory._users["ann"].fast.weights, memory.fast.weights))
+    nothing = list(agent.chat_stream("ann", "Forget everything about Zanzibar."))[-1]
+    assert "nothing" in nothing.text and nothing.memory["forgotten"] == []
+    agent.close()
+
+
+def test_a_correction_supersedes_the_older_write_and_its_engram(tmp_path, tiny_controller):
+    agent = make_agent(tmp_path, tiny_controller, consolidation__supersede_similarity=-1.0)  # everything overwrites
+    agent.chat("ann", "Oriel lives in Vantastad.")
+    reply = list(agent.chat_stream("ann", "Oriel moved to Quillmere."))[-1]
+    first, second = agent.memory.writes("ann")
+    assert first.superseded_by == second.id and second.live
+    assert reply.memory["superseded"] == [{"id": first.id, "text": first.text, "by": second.id}]
+    assert not agent.memoria.is_live(first.engram, user="ann")
+    stored = agent.store.db.execute("SELECT superseded_by FROM neural_writes WHERE id = 0").fetchone()[0]
+    assert stored == second.id
+    agent.close()
+
+    never = make_agent(tmp_path, tiny_controller, db="never.db", consolidation__supersede_similarity=1.5)
+    never.chat("ann", "Oriel lives in Vantastad.")
+    never.chat("ann", "Oriel moved to Quillmere.")
+    assert all(w.live for w in never.memory.writes("ann"))
+    never.close()
+
+
+def test_long_term_engrams_are_replayed_into_the_neural_memory(tmp_path, tiny_controller):
+    agent = make_agent(
+        tmp_path, tiny_controller, memoria__stm_capacity=1, consolidation__replay_every=2, consolidation__replay_count=8
+    )
+    for text in ["Oriel lives in Vantastad.", "Bram works at Quillmere.", "Ida has a cat called Pim.", "Hello."]:
+        agent.chat("ann", text)
+    assert any(e.type == EngramType.LONGTERM for e in agent.memoria.engrams("ann"))
+    assert agent.memory.stats("ann")["replays"] > 0
+    agent.close()
+
+
+@pytest.mark.parametrize(
+    "sections",
+    [
+        {"memoria__enabled": False},
+        {"neural_memory__enabled": False},
+        {"memoria__vector": "hidden", "neural_memory__enabled": False},
+        {"memoria__enabled": False, "neural_memory__enabled": False},
+        {"memoria__reward": "uniform"},
+        {"chat__soft_prefix": True},
+    ],
+)
+def test_every_memory_switch_still_chats(tmp_path, tiny_controller, sections):
+    agent = make_agent(tmp_path, tiny_controller, **sections)
+    agent.chat("ann", "Oriel lives in Vantastad.")
+    reply = list(agent.chat_stream("ann", "Where does Oriel live?"))[-1]
+    assert reply.done and len(agent.history("ann")) == 2
+    assert (agent.memoria is None) == (sections.get("memoria__enabled") is False)
+    if sections.get("neural_memory__enabled") is False:
+        assert agent.store.db.execute("SELECT COUNT(*) FROM neural_writes").fetchone()[0] == 0
+    agent.close()
+
+
+def test_a_failed_save_keeps_memory_and_database_in_step(tmp_path, tiny_controller, monkeypatch):
+    agent = make_agent(tmp_path, tiny_controller)
+    agent.chat("ann", "Oriel lives in Vantastad.")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(agent.store, "add_turn", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        agent.chat("ann", "Bram works at Quillmere.")
+    monkeypatch.undo()
+    agent.chat("ann", "Hello again.")  # reloads the user's memories from the database first
+    assert [w.text for w in agent.memory.writes("ann")] == ["Oriel lives in Vantastad.", "Hello again."]
+    assert [e.text for e in agent.memoria.engrams("ann")] == ["Oriel lives in Vantastad.", "Hello again."]
+    agent.close()
+
+
+def test_another_process_saving_the_user_is_seen_next_turn(tmp_path, tiny_controller):
+    first = make_agent(tmp_path, tiny_controller)
+    second = make_agent(tmp_path, tiny_controller)
+    first.chat("ann", "Oriel lives in Vantastad.")
+    second.chat("ann", "Bram works at Quillmere.")  # loads what the first saved, then adds
+    first.chat("ann", "Ida has a cat called Pim.")  # sees the second's turn before adding its own
+    assert [w.text for w in first.memory.writes("ann")] == [
+        "Oriel lives in Vantastad.", "Bram works at Quillmere.", "Ida has a cat called Pim."
+    ]
+    first.close()
+    second.close()
