@@ -48,6 +48,7 @@ class ModelConfig:
     path: str = ""  # Hugging Face model directory, for source "local"
     cache_dir: str = "data/models"  # converted safetensors land here, one folder per model
     dtype: str = "float32"  # torch dtype the weights are kept in
+    adapter: str = ""  # LoRA weights (train_meta.py, stage adapter) merged in at load; "" = the plain model
     threads: int = 0  # torch CPU threads; 0 keeps torch's default
     tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
 
@@ -83,6 +84,22 @@ class StoreConfig:
 
 
 @dataclass
+class AdapterTrainConfig:
+    """The controller's LoRA adapter, trained to answer from memory notes (chatbot/adapter.py)."""
+
+    rank: int = 8  # LoRA rank
+    alpha: float = 16.0  # LoRA scale numerator (scale = alpha / rank)
+    dropout: float = 0.05  # dropout on the LoRA path while training
+    targets: str = "q_proj,v_proj,o_proj,up_proj,down_proj"  # adapted projections in each adapted layer
+    from_layer: int = 8  # first adapted decoder layer; >= interface.feature_layer keeps the memory's features unchanged
+    dialogues: int = 400  # generated train-split dialogues the examples come from
+    max_facts: int = 12  # most facts per dialogue
+    eval_dialogues: int = 20  # val-split dialogues scored after training
+    max_new_tokens: int = 48  # longest distilled base reply
+    replies_cache: str = "data/adapter/base_replies.json"  # the base model's distilled replies, computed once
+
+
+@dataclass
 class MetaTrainConfig:
     """Offline meta-training of the interface and memory (train_meta.py)."""
 
@@ -108,6 +125,8 @@ class MetaTrainConfig:
     seed: int = 0  # data order and initialisation
     threads: int = 1  # torch CPU threads per process
     losses: MetaLossConfig = field(default_factory=MetaLossConfig)
+    stage: str = "memory"  # "memory": the interface and neural memory; "adapter": the controller's LoRA adapter
+    adapter: AdapterTrainConfig = field(default_factory=AdapterTrainConfig)
 
 
 @dataclass

@@ -173,6 +173,17 @@ class Generation:
     attention_seconds: float = 0.0  # the extra pass that measures span attention
 
 
+def _with_adapter(model: PreTrainedModel, path: str) -> PreTrainedModel:
+    from .adapter import apply_adapter  # peft is imported only when an adapter is used
+
+    if not Path(path).is_file():
+        raise ModelLoadError(f"model.adapter {path} does not exist; train it with train_meta.py (stage adapter) or set it to \"\"")
+    try:
+        return apply_adapter(model, path)
+    except Exception as exc:  # a damaged or foreign file: torch, peft and key errors alike
+        raise ModelLoadError(f"model.adapter {path} cannot be applied ({exc}); retrain it or set it to \"\"") from None
+
+
 class _Cancelled(StoppingCriteria):
     """Stops generation when the consumer of a stream goes away."""
 
@@ -219,7 +230,8 @@ class Controller:
             # The tiny model shares the package model's tokenizer and chat template.
             directory, _ = _package_model_dir(cfg)
             tokenizer = AutoTokenizer.from_pretrained(directory)
-            controller = cls(_tiny_model(cfg, tokenizer).to(dtype), tokenizer)
+            model = _tiny_model(cfg, tokenizer).to(dtype)
+            controller = cls(_with_adapter(model, cfg.adapter) if cfg.adapter else model, tokenizer)
             controller.load_report = LoadReport("tiny", time.perf_counter() - start)
             return controller
         else:
@@ -230,6 +242,8 @@ class Controller:
         except Exception as exc:  # safetensors and tokenizers raise their own error types
             hint = f"delete {directory} to convert again" if how == "cache" else "check the files"
             raise ModelLoadError(f"model in {directory} cannot be loaded ({exc}); {hint}") from None
+        if cfg.adapter:
+            model = _with_adapter(model, cfg.adapter)
         controller = cls(model, tokenizer)
         controller.load_report = LoadReport(how, time.perf_counter() - start)
         return controller

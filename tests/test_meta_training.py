@@ -209,3 +209,34 @@ def test_train_meta_is_data_parallel_over_two_cpu_processes(tiny_meta_config, tm
     record = json.loads(out.strip().splitlines()[-1])
     assert record["processes"] == 2 and record["steps"] == 4
     assert record["episodes_seen"] > 4 * 8  # both processes' episodes counted
+
+
+def test_adapter_stage_trains_exports_and_the_controller_merges_it(tiny_meta_config, tmp_path):
+    text = tiny_meta_config.read_text().replace("meta_train:\n", "meta_train:\n  stage: adapter\n  adapter:\n"
+        "    from_layer: 1\n    dialogues: 3\n    max_facts: 4\n    eval_dialogues: 1\n    max_new_tokens: 4\n"
+        f"    replies_cache: {tmp_path / 'replies.json'}\n")
+    text = text.replace(f"export_path: {tmp_path / 'mnm.pt'}", f"export_path: {tmp_path / 'lora.pt'}")
+    config = tmp_path / "adapter.yaml"
+    config.write_text(text)
+    out = run([sys.executable, str(ROOT / "train_meta.py"), "--config", str(config), "--steps", "2"], tmp_path)
+    record = json.loads(out.strip().splitlines()[-1])
+    assert record["stage"] == "adapter" and record["steps"] == 2
+    assert set(record["validation"]) >= {"answer_accuracy", "not_told_rate", "general_same_start"}
+    saved = torch.load(tmp_path / "lora.pt", weights_only=True)
+    assert saved["config"]["layers_to_transform"] == [1]  # layer 0, under the memory's features, untouched
+    assert all(v.dtype == torch.float16 for v in saved["state_dict"].values())
+
+    from chatbot import Controller, load_config
+
+    cfg = load_config(config).model
+    plain = Controller.from_config(cfg)
+    cfg.adapter = str(tmp_path / "lora.pt")
+    adapted = Controller.from_config(cfg)
+    ids = plain.chat_ids([{"role": "user", "content": "Where does Oriel live?"}])
+    with torch.no_grad():
+        assert not torch.allclose(plain.model(ids).logits, adapted.model(ids).logits)
+        assert torch.equal(plain.encode("Oriel lives here.", layer=1), adapted.encode("Oriel lives here.", layer=1))
+    assert type(adapted.model).__name__ == "LlamaForCausalLM"  # merged: a plain model again
+    cfg.adapter = str(tmp_path / "missing.pt")
+    with pytest.raises(Exception, match="does not exist"):
+        Controller.from_config(cfg)

@@ -1,0 +1,197 @@
+"""The controller's adapter: LoRA weights that teach the frozen LM to answer from memory.
+
+SmolLM2-135M reads facts from its prompt poorly (handed the one sentence that
+answers a question, it answered 12-19 of 24 in our probe, and sometimes wrote code
+instead). The adapter is trained (train_meta.py, stage "adapter") on prompts laid
+out exactly as the agent lays them out (chatbot/prompt.py): notes recalled from
+memory in the system message, recent turns, the new message. Its targets:
+  * a question whose answer is in the notes: a short answer with the latest value
+    (when a corrected fact's older note is there too, the newer one wins);
+  * a question whose answer is not in the notes: saying it was not told;
+  * a teaching statement or a correction: a short acknowledgement;
+  * chit-chat and general questions, with unrelated notes around: what the model
+    says without notes (its own greedy reply, distilled), so that the adapter
+    leaves the rest of its behaviour alone.
+Dialogues come from the teach-and-recall generator's train split; general questions
+are split in two so the held-out part measures what the adapter changed.
+
+Only decoder layers from `from_layer` on are adapted, so the hidden states the
+memory interface reads (layer `interface.feature_layer`) stay as it was trained on.
+At load the LoRA weights are merged into the model: chat pays nothing for them.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import PreTrainedModel
+
+from memory.episodes import Episode, TeachRecall
+
+from .prompt import chat_messages
+
+ACKNOWLEDGE = [
+    "Got it, I'll remember that.", "Noted. I'll keep that in mind.", "Thanks, I've made a note of that.",
+    "Understood, I'll remember it.",
+]
+ACKNOWLEDGE_CORRECTION = [
+    "Thanks for the update, I'll remember that.", "Got it, I've updated what I know.", "Noted, I'll remember the change.",
+]
+ANSWER = {
+    "home": ["{s} lives in {v}.", "You told me that {s} lives in {v}."],
+    "work": ["{s} works at {v}.", "You told me that {s} works at {v}."],
+    "pet": ["{s}'s pet is called {v}.", "You told me that {s}'s pet is called {v}."],
+    "code": ["{s}'s locker code is {v}.", "You told me that {s}'s locker code is {v}."],
+}
+NOT_TOLD = ["I'm sorry, I don't remember you telling me that.", "You haven't told me that yet, as far as I remember."]
+# General questions: the first GENERAL_TRAIN are distilled in training, the rest held out.
+GENERAL = [
+    "What is the capital of France?", "How many days are in a week?", "What color is the sky on a clear day?",
+    "Can you give me a tip for sleeping better?", "What is 12 times 7?", "Who wrote Romeo and Juliet?",
+    "What is the boiling point of water in Celsius?", "Name three fruits.", "What is photosynthesis?",
+    "How do I make a cup of tea?", "What is the largest planet in our solar system?", "Write a haiku about autumn.",
+    "What does a carpenter do?", "Why do leaves change color in the fall?", "What is the capital of Japan?",
+    "How many legs does a spider have?", "What is the opposite of hot?", "Translate 'thank you' into Spanish.",
+    "What is a noun?", "Give me a synonym for happy.", "How far is the Moon from Earth?", "What is gravity?",
+    "Suggest a name for a goldfish.", "What is the freezing point of water in Fahrenheit?",
+    "How do bees make honey?", "What is the capital of Italy?", "What are the three states of matter?",
+    "Tell me something interesting about octopuses.", "How many continents are there?", "What is 45 divided by 9?",
+    "What is the capital of Germany?", "How many hours are in a day?", "What gas do humans breathe out?",
+    "Who painted the Mona Lisa?", "What is the square root of 81?", "Give me an idea for a weekend hobby.",
+    "What is the tallest animal?", "Why is exercise good for you?", "What is the capital of Spain?",
+    "What language is spoken in Brazil?",
+]
+GENERAL_TRAIN = 32
+
+
+@dataclass
+class Example:
+    """One training conversation for the adapter: the messages and the reply to learn."""
+
+    messages: list[dict[str, str]]
+    reply: str
+    kind: str  # "answer", "not_told", "acknowledge", "distilled"
+    value: str = ""  # "answer": the value the reply must hold
+
+
+def apply_adapter(model: PreTrainedModel, path: str | Path) -> PreTrainedModel:
+    """The model with the adapter at `path` merged into its weights (a plain model again)."""
+    from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
+
+    data = torch.load(path, weights_only=True)
+    config = data["config"]
+    peft_model = get_peft_model(model, LoraConfig(**config))
+    set_peft_model_state_dict(peft_model, {k: v.float() for k, v in data["state_dict"].items()})
+    return peft_model.merge_and_unload()
+
+
+def adapter_config(*, rank: int, alpha: float, dropout: float, targets: str, from_layer: int, layers: int) -> dict:
+    """LoraConfig keyword arguments, as stored with the weights."""
+    return {
+        "r": rank, "lora_alpha": alpha, "lora_dropout": dropout, "target_modules": [t.strip() for t in targets.split(",")],
+        "layers_to_transform": list(range(from_layer, layers)), "bias": "none",
+    }
+
+
+def _notes_before(said: list[str], k: int, rng: random.Random, exclude: set[str]) -> list[str]:
+    pool = [s for s in said if s not in exclude]
+    return rng.sample(pool, min(k, len(pool)))
+
+
+def dialogue_examples(
+    episode: Episode, system_prompt: str, rng: random.Random, reply_of: Callable[[str], str], *, not_told_rate: float = 0.12
+) -> list[Example]:
+    """Adapter examples from one teach-and-recall dialogue, one per utterance.
+
+    Notes are what memory could have recalled: for a question, the statement that set
+    its fact last (sometimes with the one a correction replaced) among a few others,
+    or, at `not_told_rate`, only others; for any other utterance, a few earlier ones.
+    """
+    said: list[str] = []  # statements so far, in order
+    latest: dict[tuple[str, str], str] = {}  # (person, relation) -> the statement that set it last
+    older: dict[tuple[str, str], str] = {}  # the statement a correction replaced
+    history: list[tuple[str, str]] = []
+    out: list[Example] = []
+    for step in episode.steps:
+        recent = history[len(history) - rng.randint(0, min(3, len(history))):]
+        notes = _notes_before(said, rng.randint(0, 3), rng, set())
+        value = ""
+        if step.is_question:
+            (line,) = step.support
+            fact = episode.steps[line - 1].fact
+            key = (fact.subject, fact.relation)
+            notes = [n for n in notes if n not in (latest[key], older.get(key))]
+            if rng.random() < not_told_rate:
+                reply, kind = rng.choice(NOT_TOLD), "not_told"
+            else:
+                notes.append(latest[key])
+                if key in older and rng.random() < 0.5:
+                    notes.append(older[key])
+                reply, kind, value = rng.choice(ANSWER[fact.relation]).format(s=fact.subject, v=step.answer), "answer", step.answer
+        elif step.tag in ("teach", "correct"):
+            reply, kind = rng.choice(ACKNOWLEDGE if step.tag == "teach" else ACKNOWLEDGE_CORRECTION), "acknowledge"
+        else:  # chit-chat: the model's own reply
+            reply, kind = reply_of(step.text), "distilled"
+        notes = sorted(set(notes), key=said.index)
+        out.append(Example(chat_messages(system_prompt, notes, recent, step.text), reply, kind, value))
+        if step.tag in ("teach", "correct"):
+            key = (step.fact.subject, step.fact.relation)
+            if key in latest:
+                older[key] = latest[key]
+            latest[key] = step.text
+            said.append(step.text)
+        history.append((step.text, reply))
+    return out
+
+
+def distilled_examples(
+    prompts: list[str], said: list[str], system_prompt: str, reply_of: Callable[[str], str], rng: random.Random, count: int
+) -> list[Example]:
+    """`count` examples of general prompts among unrelated notes whose target is the model's own reply without notes."""
+    out = []
+    for _ in range(count):
+        prompt = rng.choice(prompts)
+        notes = rng.sample(said, min(rng.randint(0, 3), len(said)))
+        out.append(Example(chat_messages(system_prompt, notes, [], prompt), reply_of(prompt), "distilled"))
+    return out
+
+
+def training_examples(
+    names_file: str | Path, system_prompt: str, *, dialogues: int, max_facts: int, seed: int, split: str,
+    reply_of: Callable[[str], str], distilled_share: float = 0.2,
+) -> list[Example]:
+    """The adapter's examples from `dialogues` generated dialogues of `split`, plus distilled ones."""
+    gen = TeachRecall(split, names_file)
+    rng = random.Random(seed)
+    examples, said = [], []
+    for _ in range(dialogues):
+        n = rng.randint(2, max_facts)
+        episode = gen.episode(rng, n, corrections=rng.randint(0, n // 3))
+        examples += dialogue_examples(episode, system_prompt, rng, reply_of)
+        said += [s.text for s in episode.steps if s.tag in ("teach", "correct")]
+    general = GENERAL[:GENERAL_TRAIN] if split == "train" else GENERAL[GENERAL_TRAIN:]
+    count = int(distilled_share * len(examples) / (1 - distilled_share))
+    examples += distilled_examples(general, said, system_prompt, reply_of, rng, count)
+    rng.shuffle(examples)
+    return examples
+
+
+class ReplyCache:
+    """The base model's own greedy replies to prompts (no notes), computed once and kept in a JSON file."""
+
+    def __init__(self, path: str | Path, generate: Callable[[str], str]) -> None:
+        self.path = Path(path)
+        self.generate = generate
+        self.replies: dict[str, str] = json.loads(self.path.read_text()) if self.path.is_file() else {}
+
+    def __call__(self, prompt: str) -> str:
+        if prompt not in self.replies:
+            self.replies[prompt] = self.generate(prompt)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_text(json.dumps(self.replies, indent=1))
+        return self.replies[prompt]
