@@ -5,22 +5,28 @@ the browser, so a reload comes back to the same conversation), or the login name
 when the app runs with `--auth-file`. A user only ever sees their own conversation.
 
 HTTP API (for gradio_client): `/chat(user, message) -> reply` streams the reply,
-`/history(user) -> [[user_text, reply], ...]` returns the current conversation.
+`/history(user) -> [[user_text, reply], ...]` returns the current conversation,
+`/memory(user) -> {...}` the user's memories as the Memory tab exports them.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
+import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import gradio as gr
 
 from chatbot import Agent, ConfigError, MessageError, ModelLoadError
+from chatbot.memory_file import MemoryFileError, read_memory_file
+from memory.report import ENGRAM_COLUMNS, READ_COLUMNS, WRITE_COLUMNS, engram_rows, links_figure, read_rows, write_rows
 from memory.store import StoreError
 from vocab.report import EVENT_COLUMNS, TOKEN_COLUMNS, size_figure, user_events, user_tokens
 
@@ -34,10 +40,43 @@ def _user(name: str, request: gr.Request | None) -> str:
     return (name or "").strip()
 
 
+def memory_markdown(memory: dict) -> str:
+    """What memory contributed to one reply, as Markdown ("" when it contributed nothing)."""
+    parts = []
+    if memory.get("notes"):
+        parts.append("**Put in the prompt** (oldest first):\n" + "\n".join(f"- {n}" for n in memory["notes"]))
+    for r in memory.get("recall", []):
+        found = f"**{r['word']}** (p = {r['confidence']:.2f})" if r["word"] else f"nothing sure (best p = {r['confidence']:.2f})"
+        source = f", from \"{r['source']}\"" if r.get("source") else ""
+        parts.append(f"**Neural memory read** for \"{r['question']}\": {found}{source}")
+    for w in memory.get("writes", []):
+        parts.append(f"**Written to the neural memory:** \"{w['text']}\" (points at \"{w['value']}\", beta {w['beta']:.2f})")
+    reminded = memory.get("reminded", [])
+    if reminded:
+        lines = []
+        for e in reminded:
+            used = f"; attention {e['attention']:.3f}, lifespan +{e['lifespan_gain']:.1f}" if "attention" in e else ""
+            lines.append(f"- #{e['id']} {e['type']}: {e['text']}{used}")
+        parts.append("**Reminded engrams** (Memoria):\n" + "\n".join(lines))
+    for w in memory.get("superseded", []):
+        parts.append(f"**Superseded** (a correction overwrote it): \"{w['text']}\"")
+    if memory.get("replayed"):
+        parts.append(f"**Consolidated:** {memory['replayed']} long-term memories replayed into the neural memory")
+    return "\n\n".join(parts)
+
+
+def _memory_message(memory: dict) -> dict | None:
+    text = memory_markdown(memory)
+    return {"role": "assistant", "content": text, "metadata": {"title": "What memory contributed", "status": "done"}} if text else None
+
+
 def _chat_messages(agent: Agent, user: str) -> list[dict]:
     messages: list[dict] = []
     for turn in agent.history(user):
         messages.append({"role": "user", "content": turn.user_text})
+        detail = _memory_message(json.loads(turn.meta).get("memory", {}))
+        if detail:
+            messages.append(detail)
         messages.append({"role": "assistant", "content": turn.reply})
     return messages
 
@@ -52,16 +91,18 @@ def build_app(agent: Agent, *, auth: bool = False) -> gr.Blocks:
     def respond(name: str, message: str, history: list[dict], request: gr.Request) -> Iterator[tuple]:
         user = _user(name, request)
         history = list(history or [])
-        shown = 0
+        start = len(history)
         try:
             for reply in agent.chat_stream(user, message):
-                if not shown:
-                    history += [{"role": "user", "content": message}, {"role": "assistant", "content": ""}]
-                for note in reply.notes[shown:]:
-                    gr.Warning(note)
-                    history.insert(-1, {"role": "assistant", "content": note, "metadata": {"title": "Note"}})
-                shown = max(len(reply.notes), 1)
-                history[-1]["content"] = reply.text
+                turn = [{"role": "user", "content": message}]
+                turn += [{"role": "assistant", "content": n, "metadata": {"title": "Note"}} for n in reply.notes]
+                detail = _memory_message(reply.memory)
+                turn += [detail] if detail else []
+                turn.append({"role": "assistant", "content": reply.text})
+                if len(history) == start:
+                    for note in reply.notes:
+                        gr.Warning(note)
+                history[start:] = turn
                 yield history, ""
         except (MessageError, StoreError) as exc:
             raise gr.Error(str(exc)) from None
@@ -88,6 +129,13 @@ def build_app(agent: Agent, *, auth: bool = False) -> gr.Blocks:
         except MessageError as exc:
             raise gr.Error(str(exc)) from None
 
+    def memory(user: str, request: gr.Request) -> dict:
+        """The user's memories as the Memory tab exports them (engrams and neural-memory writes)."""
+        try:
+            return json.loads(agent.export_memory(_user(user, request)).to_json())
+        except MessageError as exc:
+            raise gr.Error(str(exc)) from None
+
     def show_vocabulary(name: str, request: gr.Request) -> tuple:
         """The Vocabulary tab: a summary, the size plot, the user's grown tokens and their events."""
         vocab, user = agent.vocab, _user(name, request)
@@ -103,6 +151,62 @@ def build_app(agent: Agent, *, auth: bool = False) -> gr.Blocks:
             return summary, figure, [], []
         return summary, figure, user_tokens(vocab, agent.store.db, user), user_events(agent.store.db, user)
 
+    def show_memory(name: str, request: gr.Request, status: str = "") -> tuple:
+        """The Memory tab: summaries, engrams, links plot, writes, reads (and a status line)."""
+        user = _user(name, request)
+        if not user:
+            return "Type your name in the Chat tab to see your memories.", [], None, "", [], [], status
+        view = agent.memory_view(user)
+        types = Counter(e.type.name.lower() for e in view.engrams)
+        summary = (
+            f"**{user}**: {len(view.engrams)} engrams in the engram store "
+            f"({types['working']} working, {types['shortterm']} short-term, {types['longterm']} long-term)"
+            if agent.memoria is not None else "The engram store (Memoria) is off in this config."
+        )
+        stats = view.stats
+        neural = (
+            f"**Neural memory:** {stats['writes']} writes ({stats['live']} live, {stats['superseded']} superseded by "
+            f"corrections, {stats['forgotten']} forgotten), {stats['replays']} replays, mean beta of live writes "
+            f"{stats['mean_beta']:.2f}" if stats else "**Neural memory:** no writes yet (or off in this config)."
+        )
+        return (summary, engram_rows(view.engrams), links_figure(view.engrams), neural, write_rows(view.writes),
+                read_rows(view.reads), status)
+
+    def forget_one(name: str, engram_id: float | None, request: gr.Request) -> tuple:
+        user = _user(name, request)
+        if not user or engram_id is None:
+            raise gr.Error("type your name in the Chat tab and the id of the engram to forget")
+        gone = agent.forget_engram(user, int(engram_id))
+        status = f"Forgot: {'; '.join(gone)}" if gone else f"There is no engram #{int(engram_id)} to forget."
+        return show_memory(name, request, status)
+
+    def clear_all(name: str, sure: bool, request: gr.Request) -> tuple:
+        user = _user(name, request)
+        if not user:
+            raise gr.Error("type your name in the Chat tab first")
+        if not sure:
+            raise gr.Error("tick the box to confirm that all your memories should go")
+        count = agent.clear_memory(user)
+        return (*show_memory(name, request, f"Cleared {count} memories."), False)
+
+    def export(name: str, request: gr.Request) -> str:
+        user = _user(name, request)
+        if not user:
+            raise gr.Error("type your name in the Chat tab first")
+        path = Path(tempfile.mkdtemp(prefix="memory-")) / f"memory-{''.join(c if c.isalnum() else '_' for c in user)}.json"
+        path.write_text(agent.export_memory(user).to_json(), encoding="utf-8")
+        return str(path)
+
+    def import_file(name: str, raw: bytes | None, request: gr.Request) -> tuple:
+        user = _user(name, request)
+        if not user or raw is None:
+            raise gr.Error("type your name in the Chat tab and choose a file exported from the Memory tab")
+        try:
+            engrams, writes = agent.import_memory(user, read_memory_file(raw))
+        except MemoryFileError as exc:
+            raise gr.Error(f"nothing was imported: {exc}") from None
+        return show_memory(name, request, f"Imported {engrams} engrams and {writes} neural-memory writes.")
+
     with gr.Blocks(title="Learning chatbot") as demo:
         saved_name = gr.BrowserState("", storage_key="chatbot-user")
         with gr.Tab("Chat"):
@@ -112,6 +216,34 @@ def build_app(agent: Agent, *, auth: bool = False) -> gr.Blocks:
             with gr.Row():
                 send = gr.Button("Send", variant="primary")
                 new = gr.Button("New conversation")
+
+        with gr.Tab("Memory") as memory_tab:
+            memory_summary = gr.Markdown()
+            engram_table = gr.Dataframe(headers=ENGRAM_COLUMNS, label="Engrams, newest first", interactive=False, wrap=True)
+            links_plot = gr.Plot(label="Strongest co-fire links")
+            neural_summary = gr.Markdown()
+            writes_table = gr.Dataframe(headers=WRITE_COLUMNS, label="Neural memory writes, newest first", interactive=False, wrap=True)
+            reads_table = gr.Dataframe(headers=READ_COLUMNS, label="Latest neural memory reads", interactive=False, wrap=True)
+            with gr.Row():
+                forget_id = gr.Number(label="Engram id", precision=0)
+                forget_button = gr.Button("Forget this engram")
+                memory_refresh = gr.Button("Refresh")
+            with gr.Row():
+                sure = gr.Checkbox(label="Yes, clear all my memories", value=False)
+                clear_button = gr.Button("Clear all", variant="stop")
+            with gr.Row():
+                export_button = gr.Button("Export to JSON")
+                exported = gr.File(label="Exported memories", interactive=False)
+                upload = gr.File(label="Import from JSON (replaces your memories)", file_types=[".json"], type="binary")
+                import_button = gr.Button("Import")
+            memory_status = gr.Markdown()
+        memory_views = [memory_summary, engram_table, links_plot, neural_summary, writes_table, reads_table, memory_status]
+        for trigger in (memory_tab.select, memory_refresh.click):
+            trigger(show_memory, name, memory_views, api_visibility="private")
+        forget_button.click(forget_one, [name, forget_id], memory_views, api_visibility="private")
+        clear_button.click(clear_all, [name, sure], [*memory_views, sure], api_visibility="private")
+        export_button.click(export, name, exported, api_visibility="private")
+        import_button.click(import_file, [name, upload], memory_views, api_visibility="private")
 
         with gr.Tab("Vocabulary") as vocab_tab:
             vocab_summary = gr.Markdown()
@@ -135,6 +267,7 @@ def build_app(agent: Agent, *, auth: bool = False) -> gr.Blocks:
         new.click(new_conversation, name, chatbot, api_visibility="private")
         gr.api(chat, api_name="chat")
         gr.api(history, api_name="history")
+        gr.api(memory, api_name="memory")
     return demo
 
 

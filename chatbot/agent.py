@@ -35,13 +35,15 @@ from pathlib import Path
 import torch
 
 from memory.interface import MemoryModel, unit_keys
-from memory.memoria import EngramType, Memoria, lifespan_delta, stored_version
-from memory.neural_chat import ChatMemory, SentenceStep
+from memory.memoria import Engram, EngramType, Memoria, lifespan_delta, stored_version
+from memory.neural_chat import ChatMemory, SentenceStep, WriteRecord
+from memory.retrieval import RetrievalIndex, SentenceEncoder
 from memory.store import Store, Turn
 from vocab import ElasticVocab
 
 from .config import Config, load_config
 from .controller import Controller, Generation, ModelLoadError
+from .memory_file import EngramEntry, MemoryFile, WriteEntry
 from .prompt import ForgetRequest, chat_messages, forget_request, is_question, split_sentences
 
 log = logging.getLogger(__name__)
@@ -64,6 +66,16 @@ class Reply:
     done: bool = False  # true on the last snapshot, once the turn is stored
     memory: dict = field(default_factory=dict)  # what memory contributed (filled before the text streams)
     seconds: dict[str, float] = field(default_factory=dict)  # time per stage, complete when done
+
+
+@dataclass
+class MemoryView:
+    """A user's memories as the Memory tab shows them."""
+
+    engrams: list[Engram]
+    writes: list[WriteRecord]
+    stats: dict  # the neural memory's counts and mean write strength
+    reads: list[dict]  # the newest reads: question, word, confidence, source
 
 
 class _Clock:
@@ -113,6 +125,8 @@ class Agent:
         self.memory: ChatMemory | None = None
         if cfg.neural_memory.enabled or (m.enabled and m.vector == "key"):
             self.memory = self._chat_memory()
+        # The retrieval baseline (off in the product): an index of each user's statements.
+        self.retrieval = RetrievalIndex(SentenceEncoder()) if cfg.retrieval.enabled else None
         self._loaded: set[str] = set()
         self._user_locks: dict[str, threading.Lock] = {}
         self._locks_lock = threading.Lock()
@@ -201,8 +215,18 @@ class Agent:
                 self.memoria.load(self.store.db, user)
             if self.memory is not None:
                 self.memory.load(self.store.db, user, uid)
+            if self.retrieval is not None:
+                self.retrieval.replace(user, self._said(user))
             self._loaded.add(user)
         return uid
+
+    def _said(self, user: str) -> list[str]:
+        """Every statement the user made, oldest first (what the retrieval baseline indexes)."""
+        rows = self.store.db.execute(
+            "SELECT t.user_text FROM turns t JOIN conversations c ON c.id = t.conversation_id JOIN users u ON u.id = c.user_id "
+            "WHERE u.name = ? ORDER BY t.id", [user],
+        ).fetchall()
+        return [s for (text,) in rows if forget_request(text) is None for s in split_sentences(text) if not is_question(s)]
 
     def _encode(self, sentences: list[str]) -> list[tuple[list[int], torch.Tensor, torch.Tensor]]:
         if self.memory is not None:
@@ -302,6 +326,14 @@ class Agent:
                 live = [i for i in indices[0].tolist() if i >= 0]
                 reminded = self.memoria.engrams(user, live)
         note_texts, note_engrams = self._notes(user, steps, reminded)
+        if self.retrieval is not None:
+            with clock.stage("remind"):
+                found = [t for t, _ in self.retrieval.search(user, text, self.cfg.retrieval.top_k)]
+                said = self.retrieval.texts(user)
+                note_texts = sorted(set(note_texts) | set(found), key=lambda t: said.index(t) if t in said else len(said))
+                note_texts = note_texts[: max(self.cfg.chat.max_notes, self.cfg.retrieval.top_k)]
+                note_engrams = [None] * len(note_texts)
+                self.retrieval.add(user, [t for t in sentences if not is_question(t)])
         reply.memory = self._contribution(steps, reminded, note_texts)
         prefix = None
         if self.cfg.chat.soft_prefix:
@@ -380,6 +412,10 @@ class Agent:
         if self.memory is not None:
             writes = [w for w in self.memory.writes(user) if not w.forgotten and request.matches(w.text)]
             texts += [w.text for w in self.memory.forget(user, [w.id for w in writes])]
+        if self.retrieval is not None:
+            doomed = {t for t in self.retrieval.texts(user) if request.matches(t)}
+            self.retrieval.forget(user, doomed)
+            texts += sorted(doomed)
         texts = list(dict.fromkeys(texts))
         if not texts:
             return "I had nothing like that in memory, so there was nothing to forget.", {"forgotten": []}
@@ -413,6 +449,105 @@ class Agent:
                     for step in steps:
                         if step.write is not None:
                             step.write.turn = turn_id
+                    self.memory.save(db, user, uid)
+        except BaseException:
+            self._loaded.discard(user)
+            raise
+
+    # ---- the Memory tab ----------------------------------------------------------------------
+
+    def memory_view(self, user: str) -> MemoryView:
+        """What the user's memories hold now, for the Memory tab."""
+        user, _, _ = self.check_message(user, "-")
+        with self._turn_of(user):
+            self._load(user)
+            writes = self.memory.writes(user) if self.memory is not None and self.cfg.neural_memory.enabled else []
+            rows = self.store.db.execute(
+                "SELECT t.meta FROM turns t JOIN conversations c ON c.id = t.conversation_id JOIN users u ON u.id = c.user_id "
+                "WHERE u.name = ? ORDER BY t.id DESC LIMIT 20", [user],
+            ).fetchall()
+            reads = [r for (meta,) in rows for r in json.loads(meta or "{}").get("memory", {}).get("recall", [])]
+            return MemoryView(
+                engrams=self.memoria.engrams(user) if self.memoria is not None else [],
+                writes=writes,
+                stats=self.memory.stats(user) if writes else {},
+                reads=reads[:10],
+            )
+
+    def forget_engram(self, user: str, engram_id: int) -> list[str]:
+        """Forget one engram and the neural-memory write of the same sentence; returns the texts forgotten."""
+        user, _, _ = self.check_message(user, "-")
+        with self._turn_of(user):
+            uid = self._load(user)
+            texts = []
+            if self.memoria is not None:
+                texts += [e.text for e in self.memoria.engrams(user) if e.id == engram_id]
+                self.memoria.forget([engram_id], user=user)
+            if self.memory is not None:
+                texts += [w.text for w in self.memory.forget(user, [w.id for w in self.memory.writes(user) if w.engram == engram_id])]
+            self._save_memories(user, uid)
+            return list(dict.fromkeys(texts))
+
+    def clear_memory(self, user: str) -> int:
+        """Forget all of the user's engrams and writes; returns how many sentences were forgotten."""
+        user, _, _ = self.check_message(user, "-")
+        with self._turn_of(user):
+            uid = self._load(user)
+            count = 0
+            if self.memoria is not None:
+                count += len(self.memoria.forget([e.id for e in self.memoria.engrams(user)], user=user))
+            if self.memory is not None:
+                count += self.memory.clear(user)
+            self._save_memories(user, uid)
+            return count
+
+    def export_memory(self, user: str) -> MemoryFile:
+        """The user's memories as a file (text, not tensors)."""
+        view = self.memory_view(user)
+        return MemoryFile(
+            user=user.strip(),
+            engrams=[
+                EngramEntry(e.id, e.type.name.lower(), e.text or "", e.turn, e.lifespan, e.age, e.fire_count, dict(e.links))
+                for e in view.engrams if e.text
+            ],
+            writes=[WriteEntry(w.id, w.text, w.value, w.turn, w.superseded_by, w.forgotten) for w in view.writes],
+        )
+
+    def import_memory(self, user: str, file: MemoryFile) -> tuple[int, int]:
+        """Replace the user's memories by the file's: engrams as they were (vectors computed
+        again), the neural memory told the file's live sentences again, in order.
+        Returns (engrams, writes) imported. On any failure nothing changes."""
+        user, _, _ = self.check_message(user, "-")
+        with self._turn_of(user):
+            uid = self._load(user)
+            try:
+                engrams = [
+                    Engram(e.id, EngramType[e.type.upper()], e.text, e.turn, e.lifespan, e.age, e.fire_count, e.links)
+                    for e in file.engrams
+                ]
+                if self.memoria is not None:
+                    texts = [e.text for e in engrams]
+                    if self.cfg.memoria.vector == "key":
+                        vectors = unit_keys(self.memory.keys(texts, [is_question(t) for t in texts]), self.memory.heads)
+                    else:
+                        vectors = torch.stack([h.float().mean(0) for _, h, _ in self._encode(texts)]) if texts else torch.zeros(0, self.controller.hidden_size)
+                    self.memoria.restore(engrams, vectors, user=user)
+                written = []
+                if self.memory is not None and self.cfg.neural_memory.enabled:
+                    engram_of = {e.text: e.id for e in engrams}
+                    written = self.memory.learn(user, [(w.text, w.turn, engram_of.get(w.text)) for w in file.writes if w.live])
+                self._save_memories(user, uid)
+            except BaseException:
+                self._loaded.discard(user)  # back to what the store holds
+                raise
+            return (len(engrams) if self.memoria is not None else 0), len(written)
+
+    def _save_memories(self, user: str, uid: int) -> None:
+        try:
+            with self.store.transaction() as db:
+                if self.memoria is not None:
+                    self.memoria.save(db, user)
+                if self.memory is not None:
                     self.memory.save(db, user, uid)
         except BaseException:
             self._loaded.discard(user)

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from memory.config import ConsolidationConfig, InterfaceConfig, MemoriaConfig, MetaLossConfig, NeuralMemoryConfig
+from memory.config import ConsolidationConfig, InterfaceConfig, MemoriaConfig, MetaLossConfig, NeuralMemoryConfig, RetrievalConfig
 from vocab.config import VocabConfig
 
 
@@ -140,6 +140,7 @@ class Config:
     memoria: MemoriaConfig = field(default_factory=MemoriaConfig)
     neural_memory: NeuralMemoryConfig = field(default_factory=NeuralMemoryConfig)
     consolidation: ConsolidationConfig = field(default_factory=ConsolidationConfig)
+    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     interface: InterfaceConfig = field(default_factory=InterfaceConfig)
     meta_train: MetaTrainConfig = field(default_factory=MetaTrainConfig)
     vocab: VocabConfig = field(default_factory=VocabConfig)

@@ -75,3 +75,11 @@ class ConsolidationConfig:
     replay_every: int = 8  # turns between replays of long-term engrams into the neural memory; 0 = never
     replay_count: int = 8  # long-term engrams replayed each time, most fired first
     supersede_similarity: float = 0.9  # a statement whose write key is this close (cosine) to an older one's overwrites it (a correction); above 1 = never
+
+
+@dataclass
+class RetrievalConfig:
+    """The retrieval baseline: notes from a sentence-embedding index of the user's statements (memory/retrieval.py)."""
+
+    enabled: bool = False  # the benchmark's retrieval-augmented system; the product uses the learned memories
+    top_k: int = 4  # statements put in the prompt, closest first

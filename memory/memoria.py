@@ -703,9 +703,37 @@ class Memoria:
             "WHERE user_id = ? ORDER BY id",
             [found[0]],
         ).fetchall()
-        state = _UserMemory(hidden_size, self.max_links, capacity=max(64, len(rows)))
-        count = len(rows)
-        ids = np.array([r[0] for r in rows], np.int64)
+        vectors = np.frombuffer(b"".join(r[7] for r in rows), "<f4").reshape(len(rows), hidden_size)
+        records = [(r[0], r[1], r[2], r[3], r[4], r[5], r[6], np.frombuffer(r[8], _LINK_DTYPE)) for r in rows]
+        self._users[user] = self._state(hidden_size, records, vectors, next_id=next_id, step=step, save_seq=save_seq)
+
+    def restore(self, engrams: Sequence[Engram], vectors: torch.Tensor, *, user: str) -> None:
+        """Replace the user's engrams by `engrams` (e.g. read from an exported file).
+
+        Ids, types, lifespans, ages, fire counts, turns, texts and links are kept as
+        given (links to ids not among `engrams` are dropped); `vectors` [N, H] are their
+        vectors, in the same order. The next save rewrites all of the user's rows.
+        """
+        if len(engrams) != len(vectors):
+            raise ValueError(f"{len(engrams)} engrams but {len(vectors)} vectors")
+        if len({e.id for e in engrams}) != len(engrams) or any(e.id < 0 for e in engrams):
+            raise ValueError("engram ids must be distinct and >= 0")
+        step = max([e.age for e in engrams], default=0)
+        records = [
+            (e.id, int(e.type), step + e.lifespan, step - e.age, e.fire_count, e.turn, e.text,
+             np.array(sorted(e.links.items()), _LINK_DTYPE) if e.links else np.zeros(0, _LINK_DTYPE))
+            for e in sorted(engrams, key=lambda e: e.id)
+        ]
+        order = np.argsort([e.id for e in engrams], kind="stable")
+        array = vectors.detach().to("cpu", torch.float32).numpy()[order] if len(engrams) else np.zeros((0, vectors.shape[-1]), np.float32)
+        next_id = max([e.id for e in engrams], default=-1) + 1
+        self._users[user] = self._state(vectors.shape[-1], records, array, next_id=next_id, step=step, save_seq=-1)
+
+    def _state(self, hidden_size: int, records: list[tuple], vectors: np.ndarray, *, next_id: int, step: int, save_seq: int) -> _UserMemory:
+        """A user's state from (id, type, expires, born, fire_count, turn, text, links) records in id order."""
+        count = len(records)
+        state = _UserMemory(hidden_size, self.max_links, capacity=max(64, count))
+        ids = np.array([r[0] for r in records], np.int64)
         state.next_id = next_id
         state.step = step
         state.save_seq = save_seq
@@ -713,17 +741,18 @@ class Memoria:
         state.id_to_slot[ids] = np.arange(count)
         state.free = list(range(state.capacity - 1, count - 1, -1))
         state.ids[:count] = ids
-        state.types[:count] = [r[1] for r in rows]
-        state.expires[:count] = [r[2] for r in rows]
-        state.born[:count] = [r[3] for r in rows]
-        state.fires[:count] = [r[4] for r in rows]
-        state.turns[:count] = [-1 if r[5] is None else r[5] for r in rows]
-        state.texts[:count] = [r[6] for r in rows]
+        state.types[:count] = [r[1] for r in records]
+        state.expires[:count] = [r[2] for r in records]
+        state.born[:count] = [r[3] for r in records]
+        state.fires[:count] = [r[4] for r in records]
+        state.turns[:count] = [-1 if r[5] is None else r[5] for r in records]
+        state.texts[:count] = [r[6] for r in records]
         if count:
-            state.vectors[:count] = np.frombuffer(b"".join(r[7] for r in rows), "<f4").reshape(count, hidden_size)
-        for slot, r in enumerate(rows):
-            links = np.frombuffer(r[8], _LINK_DTYPE)
+            state.vectors[:count] = vectors
+        for slot, r in enumerate(records):
+            links = r[7]
             # partners forgotten after this row was last written are dropped here
+            links = links[(links["id"] >= 0) & (links["id"] < len(state.id_to_slot))]
             links = links[state.id_to_slot[links["id"]] >= 0]
             if len(links) > self.max_links:  # saved under a larger max_links
                 order = np.lexsort((-links["id"], -links["count"]))
@@ -733,7 +762,7 @@ class Memoria:
         by_type = {t: ids[state.types[:count] == t].tolist() for t in (EngramType.WORKING, EngramType.SHORTTERM)}
         state.working = by_type[EngramType.WORKING]
         state.shortterm = by_type[EngramType.SHORTTERM]
-        self._users[user] = state
+        return state
 
 
 def stored_version(db: sqlite_utils.Database, user: str) -> int:

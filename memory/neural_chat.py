@@ -430,15 +430,39 @@ class ChatMemory:
                             user, saved[1] if saved else "none", len(state.writes))
                 self.relearn(user)
 
-    @torch.inference_mode()
     def relearn(self, user: str) -> None:
         """Write the user's live sentences again from scratch with this checkpoint's interface."""
         with self._lock:
+            kept = [w for w in self._user(user).writes if w.live]
+            self.learn(user, [(w.text, w.turn, w.engram) for w in kept])
+
+    @torch.inference_mode()
+    def learn(self, user: str, sentences: Sequence[tuple[str, int | None, int | None]]) -> list[WriteRecord]:
+        """Replace the user's memory by one that was told `sentences` (text, turn, engram), in order."""
+        with self._lock:
             state = self._user(user)
-            old = state.writes
             state.fast, state.state = self.model.memory.initial_state(1), self._zero_state()
-            state.writes, state.candidates = [], None
-            kept = [w for w in old if w.live]
-            for w, features in zip(kept, self.featurize([w.text for w in kept])):
-                self.step(user, w.text, features, question=False, turn=w.turn, engram=w.engram)
-            state.rewrite = True  # the old rows give way to the relearned ones on the next save
+            state.writes, state.candidates, state.replays = [], None, 0
+            for (text, turn, engram), features in zip(sentences, self.featurize([t for t, _, _ in sentences])):
+                self.step(user, text, features, question=False, turn=turn, engram=engram)
+            state.rewrite = True  # the old rows give way to these on the next save
+            return list(state.writes)
+
+    @torch.inference_mode()
+    def keys(self, texts: Sequence[str], questions: Sequence[bool]) -> torch.Tensor:
+        """Keys of sentences read in order by a fresh interface, writing nothing: the write key
+        of a statement, the read key of a question. Returns: [N, key_dim]."""
+        with self._lock:
+            memory = self.model.memory
+            saved, memory.fast = memory.fast, memory.initial_state(1)
+            state, out = self._zero_state(), []
+            try:
+                for features, question in zip(self.featurize(list(texts)), questions):
+                    ids, feats, emb = features
+                    # QUESTION: the interface runs and its state moves on, but nothing is written
+                    state, step = self.model.step(state, feats[None].float(), emb[None], torch.ones(1, len(ids), dtype=torch.bool),
+                                                  torch.tensor([QUESTION]))
+                    out.append((step.k_r if question else step.k_w)[0])
+            finally:
+                memory.fast = saved
+            return torch.stack(out) if out else torch.zeros(0, self.model.memory_cfg.key_dim)

@@ -66,6 +66,24 @@ class RetrievalIndex:
     def __contains__(self, user: str) -> bool:
         return user in self._texts
 
+    def texts(self, user: str) -> list[str]:
+        """The user's indexed texts, in the order they were added."""
+        return list(self._texts.get(user, []))
+
+    def replace(self, user: str, texts: list[str]) -> None:
+        """Index exactly `texts` for `user` (e.g. rebuilt from the store after a restart)."""
+        self._texts.pop(user, None)
+        self._vectors.pop(user, None)
+        self.add(user, texts)
+
+    def forget(self, user: str, texts: set[str]) -> None:
+        """Drop the user's entries whose text is in `texts`."""
+        if user not in self._texts:
+            return
+        keep = [i for i, t in enumerate(self._texts[user]) if t not in texts]
+        self._texts[user] = [self._texts[user][i] for i in keep]
+        self._vectors[user] = self._vectors[user][keep]
+
     def add(self, user: str, texts: list[str]) -> None:
         """Index `texts` for `user` only."""
         if not texts:

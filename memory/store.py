@@ -196,6 +196,7 @@ class Turn:
     user_text: str
     reply: str
     created_at: float
+    meta: str = "{}"  # JSON: notes, timings, what memory contributed
 
 
 class Store:
@@ -315,7 +316,7 @@ class Store:
 
     def turns(self, conversation_id: int, limit: int | None = None) -> list[Turn]:
         """The conversation's turns, oldest first; with `limit`, only the newest `limit`."""
-        sql = "SELECT id, conversation_id, user_text, reply, created_at FROM turns WHERE conversation_id = ? ORDER BY id DESC"
+        sql = "SELECT id, conversation_id, user_text, reply, created_at, COALESCE(meta, '{}') FROM turns WHERE conversation_id = ? ORDER BY id DESC"
         params: list = [conversation_id]
         if limit is not None:
             sql += " LIMIT ?"

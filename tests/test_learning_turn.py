@@ -174,3 +174,90 @@ def test_another_process_saving_the_user_is_seen_next_turn(tmp_path, tiny_contro
     ]
     first.close()
     second.close()
+
+
+def test_memory_tab_operations_forget_one_and_clear_all(tmp_path, tiny_controller):
+    agent = make_agent(tmp_path, tiny_controller)
+    for text in ["Oriel lives in Vantastad.", "Bram works at Quillmere.", "Where does Bram work?"]:
+        agent.chat("ann", text)
+    view = agent.memory_view("ann")
+    assert [e.text for e in view.engrams] == ["Oriel lives in Vantastad.", "Bram works at Quillmere.", "Where does Bram work?"]
+    assert view.stats["writes"] == 2 and len(view.reads) == 1 and view.reads[0]["question"] == "Where does Bram work?"
+    oriel = view.engrams[0].id
+    assert agent.forget_engram("ann", oriel) == ["Oriel lives in Vantastad."]
+    again = make_agent(tmp_path, tiny_controller)  # what the store holds after the button
+    view = again.memory_view("ann")
+    assert oriel not in {e.id for e in view.engrams} and [w.forgotten for w in view.writes] == [True, False]
+    assert again.clear_memory("ann") == 3  # two engrams and one live write
+    assert again.memory_view("ann").engrams == [] and all(w.forgotten for w in again.memory_view("ann").writes)
+    agent.close()
+    again.close()
+
+
+def test_export_then_import_restores_the_memories_for_another_user(tmp_path, tiny_controller):
+    from chatbot.memory_file import read_memory_file
+
+    agent = make_agent(tmp_path, tiny_controller, consolidation__supersede_similarity=1.5)
+    for text in ["Oriel lives in Vantastad.", "Bram works at Quillmere.", "Where does Oriel live?"]:
+        agent.chat("ann", text)
+    agent.forget_engram("ann", 1)
+    exported = agent.export_memory("ann").to_json()
+    file = read_memory_file(exported)
+    assert file.user == "ann" and [e.text for e in file.engrams] == ["Oriel lives in Vantastad.", "Where does Oriel live?"]
+    assert [(w.text, w.forgotten) for w in file.writes] == [("Oriel lives in Vantastad.", False), ("Bram works at Quillmere.", True)]
+
+    assert agent.import_memory("zoe", file) == (2, 1)
+    fresh = make_agent(tmp_path, tiny_controller)
+    view = fresh.memory_view("zoe")
+    ann = agent.memoria.engrams("ann")
+    assert [(e.id, e.type, e.text, e.lifespan, e.age, e.fire_count, e.links) for e in view.engrams] == [
+        (e.id, e.type, e.text, e.lifespan, e.age, e.fire_count, e.links) for e in ann
+    ]
+    assert [w.text for w in view.writes] == ["Oriel lives in Vantastad."] and view.writes[0].engram == 0
+    assert fresh.memory_view("ann").engrams == ann  # the exporting user is untouched
+    agent.close()
+    fresh.close()
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda d: d.update(format="other"), "format"),
+        (lambda d: d["engrams"][0].update(type="eternal"), "type"),
+        (lambda d: d["engrams"][0].update(lifespan=float("nan")), "lifespan"),
+        (lambda d: d["engrams"][0].update(links={"77": 1}), "links"),
+        (lambda d: d["engrams"][0].update(text=""), "text"),
+        (lambda d: d["engrams"][0].update(extra="__import__('os').system('rm -rf /')"), "unknown fields"),
+        (lambda d: d["writes"][0].update(superseded_by=0), "superseded_by"),
+        (lambda d: d.pop("writes"), "lacks"),
+    ],
+)
+def test_a_bad_import_file_is_refused_and_changes_nothing(tmp_path, tiny_controller, mutate, message):
+    from chatbot.memory_file import MemoryFileError, read_memory_file
+
+    agent = make_agent(tmp_path, tiny_controller)
+    agent.chat("ann", "Oriel lives in Vantastad.")
+    data = json.loads(agent.export_memory("ann").to_json())
+    mutate(data)
+    before = agent.store.db.execute("SELECT COUNT(*), SUM(LENGTH(vector)) FROM engrams").fetchone()
+    with pytest.raises(MemoryFileError, match=message):
+        agent.import_memory("ann", read_memory_file(json.dumps(data)))
+    assert agent.store.db.execute("SELECT COUNT(*), SUM(LENGTH(vector)) FROM engrams").fetchone() == before
+    with pytest.raises(MemoryFileError, match="not JSON"):
+        read_memory_file(b"\x80not json")
+    agent.close()
+
+
+def test_the_retrieval_baseline_puts_the_closest_statements_in_the_prompt_and_survives_a_restart(tmp_path, tiny_controller):
+    agent = make_agent(tmp_path, tiny_controller, memoria__enabled=False, neural_memory__enabled=False, retrieval__enabled=True)
+    for text in ["My sister Oriel lives in Vantastad.", "I like green tea.", "The vault code is 4417."]:
+        agent.chat("ann", text)
+    reply = list(agent.chat_stream("ann", "Where does Oriel live?"))[-1]
+    assert "My sister Oriel lives in Vantastad." in reply.memory["notes"]
+    bob = list(agent.chat_stream("bob", "Where does Oriel live?"))[-1]
+    assert bob.memory["notes"] == []
+    agent.close()
+    again = make_agent(tmp_path, tiny_controller, memoria__enabled=False, neural_memory__enabled=False, retrieval__enabled=True)
+    reply = list(again.chat_stream("ann", "What is the vault code?"))[-1]
+    assert "The vault code is 4417." in reply.memory["notes"]
+    again.close()
