@@ -93,7 +93,7 @@ def answer_phrases(episodes: list[Episode]) -> list[str]:
 
 def decoding_phrases(cfg: Config, episodes: list[Episode]) -> list[str]:
     """Every phrase a read may be decoded to: the answers, and with word distractors every statement word."""
-    phrases = answer_phrases(episodes)
+    phrases = answer_phrases(episodes) + sorted({s.fact.value for e in episodes for s in e.steps if s.fact})
     return phrases + (statement_words(episodes) if cfg.meta_train.word_distractors else [])
 
 
@@ -122,7 +122,7 @@ def memory_stage(cfg: Config, accelerator: Accelerator) -> Stage:
 
     def forward(model: nn.Module, batch) -> dict[str, torch.Tensor]:
         out = model(batch, mt.losses)
-        metrics = {k: out[k] for k in ("loss", "answer", "meta", "recall", "vicreg", "match") if k in out}
+        metrics = {k: out[k] for k in ("loss", "answer", "meta", "recall", "vicreg", "match", "pointer") if k in out}
         if len(out["targets"]):
             metrics["accuracy"] = (out["logits"].argmax(-1) == out["targets"]).float().mean()
         return metrics
@@ -135,7 +135,7 @@ def memory_stage(cfg: Config, accelerator: Accelerator) -> Stage:
         return {}
 
     return Stage(model, loader, sampler, forward, lambda b: b.kind.shape[0], export,
-                 ["loss", "answer", "meta", "recall", "vicreg", "match", "accuracy"])
+                 ["loss", "answer", "meta", "recall", "vicreg", "match", "pointer", "accuracy"])
 
 
 # ---- stage "adapter" ------------------------------------------------------------------------

@@ -1,24 +1,37 @@
-"""Teach-and-recall with the trained neural memory, memory-only decoding.
+"""Teach-and-recall through the chatbot: six systems side by side, same controller, same dialogues.
 
-    python bench/teach_recall.py [--quick] [--config configs/default.yaml] [--checkpoint PATH]
+    python bench/teach_recall.py [--quick] [--config configs/default.yaml] [--systems a,b] [--dialogues 3,2,1]
 
-Dialogues from the generator's test split (people, values and phrasings never
-seen in training): N facts taught with chit-chat between them, a fifth of them
-corrected later, more chit-chat, then every fact asked. A read is decoded to the
-nearest of all the test split's values (plus the dialogues' codes), not only the
-ones the dialogue mentioned. Reports accuracy at 10, 50 and 200 facts, the share
-of corrected facts answered with the latest value, and the time of one write and
-one read on this CPU (interface + memory, batch 1, as in chat; the controller's
-feature pass is timed apart). The last line is `RESULT {json}`.
+Dialogues come from the generator's test split (people, values and phrasings never
+seen in training): N facts are taught, one chat turn each, with chit-chat between
+them; a fifth of them are corrected later; more chit-chat; then every fact is asked.
+Every utterance is a real chat turn (Agent.chat_stream: vocabulary, memories,
+generation, SQLite). A question counts as answered when the reply contains the
+fact's latest value (case-insensitive). The systems differ only in their config:
+
+  no_memory     the chatbot without memories (it still sees its last 8 turns)
+  full_context  the whole conversation in the prompt, oldest turns dropped to fit 8,192 tokens
+  retrieval     the 4 past statements closest to the message (all-MiniLM-L6-v2) put in the prompt
+  memoria_only  engrams reminded by Memoria; no neural memory
+  neural_only   the neural memory's recalled sentence; no engram store
+  full_system   both, with consolidation (the product's default)
+
+Also measured: accuracy after a restart between teaching and asking (a new Agent
+on the same SQLite file), the share of questions whose teaching sentence was in the
+prompt (`notes_hit`), time per stage, and, without the LM, the neural memory's own
+decoding accuracy among each dialogue's words with its write and read time. Replies
+are capped at 48 new tokens. The last line is `RESULT {json}`.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import random
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -27,100 +40,191 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[0] = str(ROOT)  # not bench/: its vocab.py would shadow the vocab package
 
-from chatbot.config import load_config  # noqa: E402
-from memory.batching import Candidates, make_batch  # noqa: E402
+from chatbot import Agent, Controller, load_config  # noqa: E402
+from chatbot.agent import MEMORY_STAGES  # noqa: E402
+from chatbot.config import Config  # noqa: E402
 from memory.episodes import Episode, TeachRecall  # noqa: E402
-from chatbot.controller import Controller, model_tag  # noqa: E402
-from memory.evaluate import answer_episodes, load_for_eval  # noqa: E402
-from memory.features import hidden_states  # noqa: E402
-from memory.interface import QUESTION, STATEMENT  # noqa: E402
+from memory.neural_chat import ChatMemory  # noqa: E402
+from memory.store import Store  # noqa: E402
 
+SYSTEMS = {
+    "no_memory": {"memoria.enabled": False, "neural_memory.enabled": False},
+    "full_context": {"memoria.enabled": False, "neural_memory.enabled": False, "chat.history_turns": 1_000_000,
+                     "chat.max_prompt_tokens": 8192},
+    "retrieval": {"memoria.enabled": False, "neural_memory.enabled": False, "retrieval.enabled": True},
+    "memoria_only": {"neural_memory.enabled": False},
+    "neural_only": {"memoria.enabled": False},
+    "full_system": {},
+}
 SIZES = (10, 50, 200)
+RESTART_FACTS = 20
 
 
-@torch.no_grad()
-def latency_ms(loaded, episode: Episode, candidates: Candidates) -> tuple[float, float]:
-    """Median ms of one write (a statement step) and one read (a question step), batch 1."""
-    batch = make_batch([episode], loaded.cache, candidates)
-    model = loaded.model
-    state = model.reset(1)
-    writes, reads = [], []
-    for t, step in enumerate(episode.steps):
-        kind = batch.kind[:, t]
-        start = time.perf_counter()
-        state, out = model.step(state, batch.feats[:, t], batch.emb[:, t], batch.mask[:, t], kind)
-        if kind.item() == QUESTION:
-            model.scores(out.answer, candidates.vectors).argmax(-1)
-        elapsed = (time.perf_counter() - start) * 1000
-        if kind.item() == QUESTION:
-            reads.append(elapsed)
-        elif kind.item() == STATEMENT:
-            writes.append(elapsed)
-    return statistics.median(writes), statistics.median(reads)
+def configured(base: Config, changes: dict) -> Config:
+    cfg = copy.deepcopy(base)
+    cfg.generation.max_new_tokens = 48
+    for dotted, value in changes.items():
+        section, key = dotted.split(".")
+        setattr(getattr(cfg, section), key, value)
+    return cfg
+
+
+def dialogues(seed: int, counts: dict[int, int]) -> dict[int, list[Episode]]:
+    gen = TeachRecall("test", ROOT.parent / "shared" / "data" / "names" / "names.txt")
+    rng = random.Random(seed)
+    return {n: [gen.episode(rng, n, corrections=n // 5) for _ in range(k)] for n, k in counts.items()}
+
+
+def say(agent: Agent, user: str, text: str):
+    reply = None
+    for reply in agent.chat_stream(user, text):
+        pass
+    return reply
+
+
+def run_dialogue(make_agent, episode: Episode, user: str, *, restart: bool, tally: dict) -> None:
+    """Teach, (restart,) ask; adds each question's outcome and each turn's stage times to `tally`."""
+    agent = make_agent()
+    asked = False
+    for i, step in enumerate(episode.steps):
+        if step.is_question and not asked:
+            asked = True
+            if restart:
+                agent.close()
+                agent = make_agent()
+        reply = say(agent, user, step.text)
+        for stage, seconds in reply.seconds.items():
+            tally["seconds"][stage] = tally["seconds"].get(stage, 0.0) + seconds
+        tally["turns"] += 1
+        if step.is_question:
+            gold = episode.steps[step.support[0] - 1].text
+            tally["questions"].append({
+                "right": step.answer.lower() in reply.text.lower(),
+                "corrected": step.tag == "corrected",
+                "hit": gold in reply.memory.get("notes", []),
+            })
+    agent.close()
+
+
+def evaluate_system(name: str, cfg: Config, controller: Controller, plan: dict[int, list[Episode]], restart: list[Episode],
+                    workdir: Path) -> dict:
+    tally_by = {}
+    db = workdir / f"{name}.db"
+
+    def make_agent() -> Agent:
+        return Agent(cfg, controller, Store(db))
+
+    for n, episodes in plan.items():
+        tally_by[n] = tally = {"questions": [], "seconds": {}, "turns": 0}
+        for k, episode in enumerate(episodes):
+            run_dialogue(make_agent, episode, f"{name}-{n}-{k}", restart=False, tally=tally)
+    restarted = {"questions": [], "seconds": {}, "turns": 0}
+    for k, episode in enumerate(restart):
+        run_dialogue(make_agent, episode, f"{name}-restart-{k}", restart=True, tally=restarted)
+
+    def share(items: list[dict], key: str = "right") -> float | None:
+        return round(sum(q[key] for q in items) / len(items), 4) if items else None
+
+    everything = [q for t in tally_by.values() for q in t["questions"]]
+    seconds: dict[str, float] = {}
+    turns = 0
+    for t in [*tally_by.values(), restarted]:
+        turns += t["turns"]
+        for stage, s in t["seconds"].items():
+            seconds[stage] = seconds.get(stage, 0.0) + s
+    total = sum(seconds.values())
+    return {
+        **{f"acc_{n}": share(t["questions"]) for n, t in tally_by.items()},
+        "latest_value_acc": share([q for q in everything if q["corrected"]]),
+        "after_restart_acc": share(restarted["questions"]),
+        "notes_hit": share(everything, "hit"),
+        "memory_time_share": round(sum(seconds.get(s, 0.0) for s in MEMORY_STAGES) / total, 4) if total else None,
+        "turn_ms": round(1000 * total / max(1, turns), 1),
+        "stage_ms": {s: round(1000 * v / max(1, turns), 2) for s, v in sorted(seconds.items())},
+        "questions": len(everything) + len(restarted["questions"]),
+    }
+
+
+@torch.inference_mode()
+def memory_only(cfg: Config, controller: Controller, plan: dict[int, list[Episode]]) -> dict:
+    """The neural memory alone: each dialogue written and read by ChatMemory, reads decoded
+    among the dialogue's words; exact match of the decoded word with the answer."""
+    cfg = copy.deepcopy(cfg)
+    cfg.neural_memory.min_confidence = 0.0
+    memory = ChatMemory.from_checkpoint(cfg.neural_memory.checkpoint, controller, cfg=cfg.neural_memory,
+                                        consolidation=cfg.consolidation)
+    result, writes, reads, latest = {}, [], [], []
+    for n, episodes in plan.items():
+        right = []
+        for k, episode in enumerate(episodes):
+            user = f"memory-only-{n}-{k}"
+            for step, features in zip(episode.steps, memory.featurize([s.text for s in episode.steps])):
+                started = time.perf_counter()
+                out = memory.step(user, step.text, features, question=step.is_question)
+                (reads if step.is_question else writes).append(time.perf_counter() - started)
+                if step.is_question:
+                    right.append(out.recall.word == step.answer)
+                    if step.tag == "corrected":
+                        latest.append(right[-1])
+        result[f"acc_{n}"] = round(sum(right) / len(right), 4)
+    result["latest_value_acc"] = round(sum(latest) / len(latest), 4) if latest else None
+    result["write_ms"] = round(1000 * statistics.median(writes), 3)
+    result["read_ms"] = round(1000 * statistics.median(reads), 3)
+    return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default=str(ROOT / "configs" / "default.yaml"))
-    parser.add_argument("--checkpoint", help="trained weights (default: neural_memory.checkpoint of the config)")
-    parser.add_argument("--quick", action="store_true", help="2 dialogues per size instead of 10")
+    parser.add_argument("--quick", action="store_true", help="one 3-fact dialogue per system and a 3-fact restart")
+    parser.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated subset of " + ", ".join(SYSTEMS))
+    parser.add_argument("--dialogues", default="3,2,1", help="dialogues at 10, 50 and 200 facts")
+    parser.add_argument("--restarts", type=int, default=2, help=f"dialogues of {RESTART_FACTS} facts with a restart")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    torch.set_num_threads(1)
-    cfg = load_config(args.config)
-    checkpoint = args.checkpoint or cfg.neural_memory.checkpoint
-    if not checkpoint:
-        sys.exit("no checkpoint: pass --checkpoint or set neural_memory.checkpoint in the config")
-    loaded = load_for_eval(checkpoint, model_tag=model_tag(cfg.model), cache_dir=cfg.meta_train.feature_cache)
-    gen = TeachRecall("test", Path(cfg.meta_train.data_dir) / "names" / "names.txt")
-    rng = random.Random(args.seed)
-    per_size = 2 if args.quick else 10
-    dialogues = {n: [gen.episode(rng, n, corrections=n // 5) for _ in range(per_size)] for n in SIZES}
-    everything = [e for eps in dialogues.values() for e in eps]
-    codes = {s.fact.value for e in everything for s in e.steps if s.fact and s.fact.relation == "code"}
-    phrases = sorted(set(gen.values) | codes)
-    loaded.features(everything, phrases, lambda: Controller.from_config(cfg.model))
-    candidates = Candidates(loaded.cache, phrases)
+    base = load_config(args.config)
+    controller = Controller.from_config(base.model)
+    if args.quick:
+        plan = dialogues(args.seed, {3: 1})
+        restart = dialogues(args.seed + 1, {3: 1})[3]
+    else:
+        plan = dialogues(args.seed, dict(zip(SIZES, (int(x) for x in args.dialogues.split(",")))))
+        restart = dialogues(args.seed + 1, {RESTART_FACTS: args.restarts})[RESTART_FACTS]
+    names = [s.strip() for s in args.systems.split(",") if s.strip()]
+    started = time.perf_counter()
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in names:
+            t0 = time.perf_counter()
+            results[name] = evaluate_system(name, configured(base, SYSTEMS[name]), controller, plan, restart, Path(tmp))
+            print(f"  {name}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+    alone = memory_only(base, controller, plan) if base.neural_memory.checkpoint else {}
 
-    print(f"checkpoint: {checkpoint}  ({loaded.meta['record'].get('steps')} steps); "
-          f"{len(phrases)} candidate values; {per_size} test dialogues per size")
-    print(f"{'facts':>6} {'questions':>9} {'accuracy':>9} {'corrected':>10} {'latest-value':>13}")
-    accuracy, latest, corrected_n = {}, {}, {}
-    for n, eps in dialogues.items():
-        predicted = answer_episodes(loaded, eps, candidates, batch_size=8)
-        pairs = [(p, s) for e, ps in zip(eps, predicted) for p, s in zip(ps, e.questions)]
-        accuracy[n] = sum(p == s.answer for p, s in pairs) / len(pairs)
-        fixed = [(p, s) for p, s in pairs if s.tag == "corrected"]
-        corrected_n[n] = len(fixed)
-        latest[n] = sum(p == s.answer for p, s in fixed) / len(fixed)
-        print(f"{n:>6} {len(pairs):>9} {accuracy[n]:>9.1%} {len(fixed):>10} {latest[n]:>13.1%}")
-    all_fixed = sum(corrected_n.values())
-    latest_all = sum(latest[n] * corrected_n[n] for n in SIZES) / all_fixed
+    sizes = [f"acc_{n}" for n in plan]
+    print(f"Teach-and-recall through the chatbot ({', '.join(f'{len(e)} dialogue(s) of {n} facts' for n, e in plan.items())}; "
+          f"{len(restart)} restart dialogue(s) of {len(restart[0].questions)} facts); controller: {base.model.source} "
+          f"{base.model.package}{' + adapter' if base.model.adapter else ''}; test split; torch threads {torch.get_num_threads()}")
+    header = f"| system | {' | '.join(sizes)} | latest value | after restart | notes hit | memory share | ms/turn |"
+    print(header)
+    print("|" + "---|" * (header.count("|") - 1))
 
-    write_ms, read_ms = latency_ms(loaded, dialogues[50][0], candidates)
-    controller = Controller.from_config(cfg.model)
-    sentence = dialogues[50][0].steps[0].text
-    hidden_states(controller, [sentence], loaded.meta["feature_layer"])  # warm-up
-    start = time.perf_counter()
-    for _ in range(5):
-        hidden_states(controller, [sentence], loaded.meta["feature_layer"])
-    encode_ms = (time.perf_counter() - start) / 5 * 1000
-    print(f"latest value after corrections: {latest_all:.1%} of {all_fixed}")
-    print(f"per fact on this CPU (1 thread): write {write_ms:.2f} ms, read {read_ms:.2f} ms "
-          f"(interface + memory); controller features to layer {loaded.meta['feature_layer']}: {encode_ms:.1f} ms")
-    result = {
-        "accuracy_by_facts": {str(n): round(a, 4) for n, a in accuracy.items()},
-        "latest_value_after_correction": round(latest_all, 4),
-        "corrected_questions": all_fixed,
-        "dialogues_per_size": per_size,
-        "write_ms": round(write_ms, 3),
-        "read_ms": round(read_ms, 3),
-        "controller_features_ms": round(encode_ms, 1),
-        "candidates": len(phrases),
-        "checkpoint": str(checkpoint),
-        "quick": args.quick,
-    }
-    print("RESULT " + json.dumps(result))
+    def pct(x: float | None) -> str:
+        return "-" if x is None else f"{100 * x:.1f}%"
+
+    for name, r in results.items():
+        print(f"| {name} | {' | '.join(pct(r[s]) for s in sizes)} | {pct(r['latest_value_acc'])} | {pct(r['after_restart_acc'])} "
+              f"| {pct(r['notes_hit'])} | {pct(r['memory_time_share'])} | {r['turn_ms']:.0f} |")
+    print("\nms per turn by stage:")
+    stages = sorted({s for r in results.values() for s in r["stage_ms"]})
+    print("| system | " + " | ".join(stages) + " |")
+    print("|" + "---|" * (len(stages) + 1))
+    for name, r in results.items():
+        print(f"| {name} | " + " | ".join(f"{r['stage_ms'].get(s, 0):.1f}" for s in stages) + " |")
+    if alone:
+        print(f"\nneural memory alone (no LM; decoded among each dialogue's words): "
+              + ", ".join(f"{k} {pct(v) if k.startswith(('acc', 'latest')) else v}" for k, v in alone.items()))
+    print(f"total {time.perf_counter() - started:.0f} s")
+    print("RESULT " + json.dumps({**results, "memory_only_decoding": alone, "quick": args.quick}))
 
 
 if __name__ == "__main__":

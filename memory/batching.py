@@ -65,10 +65,15 @@ def make_batch(
             if step.is_question:
                 answer[i, j] = candidates.index.get(step.answer, -100)  # -100: not decodable, scored wrong
     support = torch.zeros(b, s, s, dtype=torch.bool)
+    pointer = torch.zeros(b, s, t, dtype=torch.bool)
     for i, episode in enumerate(episodes):
         for j, step in enumerate(episode.steps):
             for line_id in step.support:  # 1-based step ids
                 support[i, j, line_id - 1] = True
+            if step.fact is not None and step.fact.value in cache.phrase_ids:
+                at = _find(tokens[i, j].tolist(), cache.phrase_ids[step.fact.value])
+                if at is not None:
+                    pointer[i, j, at[0] : at[1]] = True
     mask = tokens >= 0
     uniq, tok_u = torch.unique(tokens, return_inverse=True)
     # padding (-1) gets a zero row: it never attracts a read's cosine
@@ -80,7 +85,15 @@ def make_batch(
         extra = [w for w in statement_words(episodes) if w not in candidates.index]
         if extra:
             vectors = torch.cat([vectors, torch.stack([cache.phrases[w] for w in extra])])
-    return EpisodeBatch(feats, emb, mask, kind, answer, vectors, vocab, tok_u, support)
+    return EpisodeBatch(feats, emb, mask, kind, answer, vectors, vocab, tok_u, support, pointer)
+
+
+def _find(ids: list[int], part: list[int]) -> tuple[int, int] | None:
+    """[start, end) of the last occurrence of `part` in `ids` (a value usually ends its sentence)."""
+    for start in range(len(ids) - len(part), -1, -1):
+        if ids[start : start + len(part)] == part:
+            return start, start + len(part)
+    return None
 
 
 class StepBudgetSampler:

@@ -50,6 +50,7 @@ class MetaLossConfig:
     vicreg: float = 0.125  # variance/covariance of write keys: keeps memories apart
     recall: float = 0.5  # a read of the write key decodes to the tokens the value pointed at
     match: float = 0.0  # a question's read key picks its supporting statements' write keys (InfoNCE): Memoria reminds by these keys
+    pointer: float = 0.0  # a teaching statement's value attends to the tokens that spell its value (generated dialogues only)
 
 
 @dataclass

@@ -90,6 +90,7 @@ class FeatureCache:
         self.ids: list[torch.Tensor] = []  # int32 token ids [T]
         self.feats: list[torch.Tensor] = []  # float16 [T, Hc]
         self.phrases: dict[str, torch.Tensor] = {}  # float32 [H]
+        self.phrase_ids: dict[str, list[int]] = {}  # token ids of " " + phrase (as it appears mid-sentence)
         self.token_rows: dict[int, torch.Tensor] = {}  # float32 [H], input embedding of a token id
         if self.path.is_file():
             data = torch.load(self.path, weights_only=True)
@@ -97,6 +98,7 @@ class FeatureCache:
             self.index = {t: i for i, t in enumerate(data["texts"])}
             self.phrases = dict(zip(data["phrase_texts"], data["phrase_vecs"]))
             self.token_rows = dict(zip(data["token_ids"].tolist(), data["token_vecs"]))
+            self.phrase_ids = data.get("phrase_ids", {})
 
     def __len__(self) -> int:
         return len(self.index)
@@ -111,6 +113,7 @@ class FeatureCache:
                 "phrase_texts": list(self.phrases), "phrase_vecs": list(self.phrases.values()),
                 "token_ids": torch.tensor(tokens, dtype=torch.long),
                 "token_vecs": [self.token_rows[t] for t in tokens],
+                "phrase_ids": self.phrase_ids,
             },
             tmp,
         )
@@ -119,7 +122,7 @@ class FeatureCache:
     def missing(self, texts: list[str], phrases: list[str] = ()) -> tuple[list[str], list[str]]:
         return (
             sorted({t for t in texts if t not in self.index}),
-            sorted({p for p in phrases if p not in self.phrases}),
+            sorted({p for p in phrases if p not in self.phrases or p not in self.phrase_ids}),
         )
 
     def ensure(self, controller: TextEncoder, texts: list[str], phrases: list[str] = (), *, batch_size: int = 64, progress: bool = False) -> int:
@@ -147,6 +150,7 @@ class FeatureCache:
                         self.token_rows[t] = emb[t].detach().float().clone()
         for phrase in new_phrases:
             self.phrases[phrase] = phrase_embedding(controller, phrase)
+            self.phrase_ids[phrase] = controller.tokenizer(" " + phrase, add_special_tokens=False)["input_ids"]
         self.save()
         return len(new_texts) + len(new_phrases)
 

@@ -130,7 +130,8 @@ class EpisodeBatch:
     kind [B, S] (PAD, STATEMENT, QUESTION); answer [B, S] (candidate index, -100 if none);
     candidates [C, H] (answer embeddings); vocab [U, H] (embeddings of the batch's tokens);
     tok_u [B, S, T] (each token's row in vocab; padding's row is zero);
-    support [B, S, S] (support[b, t, s]: statement s answers question t).
+    support [B, S, S] (support[b, t, s]: statement s answers question t);
+    pointer [B, S, T] (the tokens that spell a teaching statement's value; all False if unknown).
     """
 
     feats: torch.Tensor
@@ -142,6 +143,7 @@ class EpisodeBatch:
     vocab: torch.Tensor
     tok_u: torch.Tensor
     support: torch.Tensor
+    pointer: torch.Tensor
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> "EpisodeBatch":
         return EpisodeBatch(*(getattr(self, f).to(device, non_blocking=non_blocking) for f in self.__dataclass_fields__))
@@ -234,7 +236,7 @@ class MemoryModel(nn.Module):
         questions' `logits` [Nq, C] with their `targets` [Nq] and `positions` [Nq, 2]."""
         b, s = batch.kind.shape
         state = self.reset(b, batch.feats.device)
-        answers, meta, recall, keys, write_keys, read_keys = [], [], [], [], [], []
+        answers, meta, recall, keys, write_keys, read_keys, pointer = [], [], [], [], [], [], []
         for t in range(s):
             kind = batch.kind[:, t]
             if not (kind != PAD).any():
@@ -247,6 +249,12 @@ class MemoryModel(nn.Module):
             written = kind == STATEMENT
             if not written.any():
                 continue
+            if losses.pointer:
+                spelled = batch.pointer[:, t] & written.unsqueeze(-1)  # [B, T]
+                taught = spelled.any(-1)
+                if taught.any():
+                    mass = (out.value_att * spelled).sum(-1)[taught]
+                    pointer.append(-torch.log(mass.clamp_min(1e-6)))
             if (losses.meta or losses.recall) and self.memory_cfg.enabled:
                 back = self.memory.read(out.k_w)[written]
                 if losses.meta:
@@ -274,6 +282,9 @@ class MemoryModel(nn.Module):
         if recall:
             result["recall"] = torch.cat(recall).mean()
             total = total + losses.recall * result["recall"]
+        if pointer:
+            result["pointer"] = torch.cat(pointer).mean()
+            total = total + losses.pointer * result["pointer"]
         if keys:
             result["vicreg"] = vicreg(torch.cat(keys), self.memory_cfg.heads)
             total = total + losses.vicreg * result["vicreg"]

@@ -35,9 +35,11 @@ def random_batch(b: int = 3, s: int = 6, t: int = 5, c: int = 7, seed: int = 0) 
     support = torch.zeros(b, s, s, dtype=torch.bool)
     support[:, 2, 0] = True  # the first question is answered by the first statement
     support[1:, -1, 3] = True
+    pointer = torch.zeros(b, s, t, dtype=torch.bool)
+    pointer[:, 0, 2:4] = True  # the first statement's value is spelled by its tokens 2 and 3
     return EpisodeBatch(
         torch.randn(b, s, t, HC, generator=g), vocab[tok_u] * mask.unsqueeze(-1), mask, kind, answer,
-        torch.randn(c, H, generator=g), vocab, tok_u, support,
+        torch.randn(c, H, generator=g), vocab, tok_u, support, pointer,
     )
 
 
@@ -52,8 +54,8 @@ def model(**switches) -> MemoryModel:
 
 def test_forward_gives_every_loss_and_gradients_reach_the_interface():
     m = model()
-    out = m(random_batch(), MetaLossConfig(match=1.0))
-    assert {"answer", "meta", "recall", "vicreg", "match"} <= out.keys() and torch.isfinite(out["loss"])
+    out = m(random_batch(), MetaLossConfig(match=1.0, pointer=1.0))
+    assert {"answer", "meta", "recall", "vicreg", "match", "pointer"} <= out.keys() and torch.isfinite(out["loss"])
     assert out["logits"].shape == (5, 7)  # 2 questions in each of 3 episodes, one padded away
     out["loss"].backward()
     for p in (m.interface.tok.weight, m.interface.write_key.weight, m.interface.read_keys[0].weight,
@@ -83,6 +85,21 @@ def test_match_loss_pulls_the_read_key_to_its_supporting_statement():
             keys.append(step)
         sim = m.key_similarity(keys[2].k_r[:, None], torch.stack([keys[0].k_w, keys[1].k_w], 1))[:, 0]
     assert (sim.argmax(-1) == 0).all()
+
+
+def test_pointer_loss_puts_the_value_on_the_tokens_that_spell_it():
+    m = model()
+    batch = random_batch()
+    losses = MetaLossConfig(answer=0.0, meta=0.0, vicreg=0.0, recall=0.0, pointer=1.0)
+    optim = torch.optim.Adam(m.parameters(), lr=0.01)
+    for _ in range(30):
+        out = m(batch, losses)
+        optim.zero_grad()
+        out["loss"].backward()
+        optim.step()
+    with torch.no_grad():
+        _, step = m.step(m.reset(3), batch.feats[:, 0], batch.emb[:, 0], batch.mask[:, 0], batch.kind[:, 0])
+    assert (step.value_att[:, 2:4].sum(-1) > 0.9).all()
 
 
 def test_a_zero_weight_switches_a_loss_off():
