@@ -60,6 +60,8 @@ def memory_markdown(memory: dict) -> str:
         parts.append("**Reminded engrams** (Memoria):\n" + "\n".join(lines))
     for w in memory.get("superseded", []):
         parts.append(f"**Superseded** (a correction overwrote it): \"{w['text']}\"")
+    if memory.get("forgotten"):
+        parts.append("**Forgotten** at your request:\n" + "\n".join(f"- {t}" for t in memory["forgotten"]))
     if memory.get("replayed"):
         parts.append(f"**Consolidated:** {memory['replayed']} long-term memories replayed into the neural memory")
     return "\n\n".join(parts)

@@ -119,8 +119,11 @@ class Agent:
             if m.enabled
             else None
         )
-        if m.vector not in ("key", "hidden") or m.reward not in ("attention", "uniform"):
-            raise ValueError(f"memoria.vector must be key or hidden and memoria.reward attention or uniform, got {m.vector!r}, {m.reward!r}")
+        if m.vector not in ("key", "hidden") or m.reward not in ("attention", "uniform") or m.unit not in ("sentence", "message"):
+            raise ValueError(
+                f"memoria.vector must be key or hidden, memoria.reward attention or uniform, memoria.unit sentence or message; "
+                f"got {m.vector!r}, {m.reward!r}, {m.unit!r}"
+            )
         # The memory interface runs when the neural memory is on, or when it gives Memoria its keys.
         self.memory: ChatMemory | None = None
         if cfg.neural_memory.enabled or (m.enabled and m.vector == "key"):
@@ -247,11 +250,15 @@ class Agent:
                 steps.append(SentenceStep(sentence, asks, torch.zeros(0), f[1].float().mean(0)))
         return steps
 
-    def _engram_vectors(self, steps: list[SentenceStep]) -> torch.Tensor:
-        """[1, W, D] Memoria's vectors for this turn's sentences."""
+    def _engrams_of(self, text: str, steps: list[SentenceStep]) -> tuple[list[str], torch.Tensor]:
+        """This turn's engrams: their texts and [1, W, D] vectors (a sentence each, or the whole message)."""
         if self.cfg.memoria.vector == "key":
-            return unit_keys(torch.stack([s.key for s in steps]), self.memory.heads)[None]
-        return torch.stack([s.hidden for s in steps])[None]
+            vectors = unit_keys(torch.stack([s.key for s in steps]), self.memory.heads)
+        else:
+            vectors = torch.stack([s.hidden for s in steps])
+        if self.cfg.memoria.unit == "message":
+            return [text.strip()], vectors.mean(0, keepdim=True)[None]
+        return [s.text for s in steps], vectors[None]
 
     def _notes(self, user: str, steps: list[SentenceStep], reminded: list) -> tuple[list[str], list[int | None]]:
         """Sentences to show the model, oldest first, and the engram each came from.
@@ -318,10 +325,11 @@ class Agent:
                 steps = self._steps(user, sentences, features)
         if self.memoria is not None:
             with clock.stage("remind"):
-                engram_ids = self.memoria.add_working_memory(self._engram_vectors(steps), user=user, texts=[sentences])[0].tolist()
-                for step, engram in zip(steps, engram_ids):
+                texts, vectors = self._engrams_of(text, steps)
+                engram_ids = self.memoria.add_working_memory(vectors, user=user, texts=[texts])[0].tolist()
+                for i, step in enumerate(steps):
                     if step.write is not None:
-                        step.write.engram = engram
+                        step.write.engram = engram_ids[min(i, len(engram_ids) - 1)]
                 _, indices = self.memoria.remind(user=user)
                 live = [i for i in indices[0].tolist() if i >= 0]
                 reminded = self.memoria.engrams(user, live)

@@ -67,6 +67,7 @@ class MemoriaConfig:
     reward: str = "attention"  # lifespan reward from "attention" of the reply to the engram's prompt span, or "uniform"
     max_links: int = 64  # co-fire links kept per engram
     vector: str = "key"  # engram vectors: "key" (the meta-learned memory keys) or "hidden" (mean controller hidden state)
+    unit: str = "sentence"  # an engram per "sentence", or per "message" (its sentences' vectors averaged)
 
 
 @dataclass

@@ -132,6 +132,7 @@ def test_long_term_engrams_are_replayed_into_the_neural_memory(tmp_path, tiny_co
         {"memoria__vector": "hidden", "neural_memory__enabled": False},
         {"memoria__enabled": False, "neural_memory__enabled": False},
         {"memoria__reward": "uniform"},
+        {"memoria__unit": "message"},
         {"chat__soft_prefix": True},
     ],
 )
