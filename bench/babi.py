@@ -1,19 +1,25 @@
-"""bAbI per-task accuracy of the trained neural memory, memory-only decoding.
+"""bAbI per-task accuracy of the trained neural memory: memory-only, and through the chatbot.
 
-    python bench/babi.py [--quick] [--config configs/default.yaml] [--checkpoint PATH]
+    python bench/babi.py [--quick] [--config configs/meta_babi.yaml] [--checkpoint PATH] [--chat-questions 10]
 
-Each test story (../shared/data/babi/en/*_test.txt, 1,000 questions per task) is
-written to the memory sentence by sentence; each question is answered by reading
-it and decoding the read to the nearest of the answers in bAbI's training files
-(no LM generation). Task 8's list answers are scored as sets. --quick scores the first
-100 questions of each task. The last line is `RESULT {json}`.
+Memory-only: each test story (../shared/data/babi/en/*_test.txt, 1,000 questions per
+task) is written to the memory sentence by sentence; each question is answered by
+reading it and decoding the read to the nearest of the answers in bAbI's training
+files (no LM generation). Task 8's list answers are scored as sets.
+Through the chatbot (configs/default.yaml with this checkpoint as its neural memory):
+the first `--chat-questions` questions of each task, their stories told as chat
+turns and the question asked in chat; the reply must give the answer (chat_correct).
+--quick: 100 questions per task memory-only, and task 1's first 2 questions in chat.
+The last line is `RESULT {json}`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -22,11 +28,13 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[0] = str(ROOT)  # not bench/: its vocab.py would shadow the vocab package
 
+from chatbot import Agent  # noqa: E402
 from chatbot.config import Config, load_config  # noqa: E402
 from memory.batching import Candidates  # noqa: E402
 from memory.episodes import BABI_TASKS, Episode, babi_file, load_babi, parse_tasks  # noqa: E402
 from chatbot.controller import Controller, model_tag  # noqa: E402
 from memory.evaluate import answer_episodes, load_for_eval  # noqa: E402
+from memory.store import Store  # noqa: E402
 
 TASKS_WITH_10K = [t for t in BABI_TASKS if t != 3]  # the 10k qa3 train file is missing
 
@@ -93,19 +101,77 @@ def evaluate(cfg: Config, checkpoint: str | Path, tasks: list[int], limit: int, 
     }
 
 
+DIRECTIONS = {"n": "north", "s": "south", "e": "east", "w": "west"}
+
+
+def chat_correct(task: int, answer: str, reply: str) -> bool:
+    """Whether a chat reply gives the answer: every listed item (task 8), both directions in
+    order (task 19, "s,w" said as words), the right one of yes/no/maybe, else the word itself."""
+    words = re.findall(r"[a-z0-9]+", reply.lower())
+    if task == 19:
+        wanted = [DIRECTIONS[d] for d in answer.split(",")]
+        said = [w for w in words if w in DIRECTIONS.values()]
+        return said[: len(wanted)] == wanted
+    if answer in ("yes", "no", "maybe"):
+        said = [w for w in words if w in ("yes", "no", "maybe")]
+        return bool(said) and said[0] == answer
+    if task == 7:
+        return answer in words or str(NUMBERS.index(answer)) in words if answer in NUMBERS else answer in words
+    return all(item in words for item in answer.split(","))
+
+
+NUMBERS = ["none", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"]
+
+
+def chat_evaluate(cfg: Config, checkpoint: str | Path, tasks: list[int], limit: int) -> dict:
+    """Accuracy through the whole chatbot: each story told as chat turns, each question asked in chat,
+    the reply checked for the answer (chat_correct). Returns task -> accuracy and question counts."""
+    cfg.neural_memory.checkpoint = str(checkpoint)
+    cfg.generation.max_new_tokens = 32
+    controller = Controller.from_config(cfg.model)
+    accuracy, counts = {}, {}
+    with tempfile.TemporaryDirectory() as tmp:
+        agent = Agent(cfg, controller, Store(Path(tmp) / "babi-chat.db"))
+        try:
+            for t in tasks:
+                right = []
+                stories = first_questions(load_babi(babi_file(cfg.meta_train.data_dir, t, "test", "en"), t), limit)
+                for k, story in enumerate(stories):
+                    for step in story.steps:
+                        reply = agent.chat(f"babi{t}-{k}", step.text)
+                        if step.is_question:
+                            right.append(chat_correct(t, step.answer, reply))
+                accuracy[t], counts[t] = sum(right) / len(right), len(right)
+                print(f"  chat task {t}: {accuracy[t]:.1%} of {len(right)}", file=sys.stderr, flush=True)
+        finally:
+            agent.close()
+    return {"chat_error_by_task": {str(t): round(1 - a, 4) for t, a in accuracy.items()},
+            "chat_mean_error": round(1 - sum(accuracy.values()) / len(accuracy), 4), "chat_questions_per_task": counts}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", default=str(ROOT / "configs" / "default.yaml"))
-    parser.add_argument("--checkpoint", help="trained weights (default: neural_memory.checkpoint of the config)")
-    parser.add_argument("--quick", action="store_true", help="100 questions per task")
+    parser.add_argument("--config", default=str(ROOT / "configs" / "meta_babi.yaml"), help="the training config of the checkpoint")
+    parser.add_argument("--checkpoint", help="trained weights (default: the config's meta_train.export_path)")
+    parser.add_argument("--quick", action="store_true", help="100 questions per task; the chatbot on task 1's first 2 questions")
     parser.add_argument("--tasks", default="1-20", help="tasks to score, e.g. 1-20 or 1,2,6")
+    parser.add_argument("--chat-config", default=str(ROOT / "configs" / "default.yaml"), help="the chatbot that answers in chat")
+    parser.add_argument("--chat-questions", type=int, default=10, help="questions per task asked through the chatbot (0: none)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     cfg = load_config(args.config)
-    checkpoint = args.checkpoint or cfg.neural_memory.checkpoint
-    if not checkpoint:
-        sys.exit("no checkpoint: pass --checkpoint or set neural_memory.checkpoint in the config")
-    result = evaluate(cfg, checkpoint, parse_tasks(args.tasks), 100 if args.quick else 1000)
+    checkpoint = args.checkpoint or cfg.neural_memory.checkpoint or cfg.meta_train.export_path
+    if not Path(checkpoint).is_file():
+        sys.exit(f"no checkpoint at {checkpoint}: train one with train_meta.py or pass --checkpoint")
+    tasks = parse_tasks(args.tasks)
+    result = evaluate(cfg, checkpoint, tasks, 100 if args.quick else 1000)
+    chat_tasks, chat_limit = ([1], 2) if args.quick else (tasks, args.chat_questions)
+    if chat_limit:
+        torch.set_num_threads(2)
+        chat = chat_evaluate(load_config(args.chat_config), checkpoint, chat_tasks, chat_limit)
+        print(f"through the chatbot ({args.chat_config}, stories told as chat turns): " + ", ".join(
+            f"task {t} {1 - e:.0%}" for t, e in chat["chat_error_by_task"].items()) + f"; mean error {chat['chat_mean_error']:.1%}")
+        result.update(chat)
     print("RESULT " + json.dumps({**result, "quick": args.quick}))
 
 

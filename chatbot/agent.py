@@ -260,24 +260,27 @@ class Agent:
             return [text.strip()], vectors.mean(0, keepdim=True)[None]
         return [s.text for s in steps], vectors[None]
 
-    def _notes(self, user: str, steps: list[SentenceStep], reminded: list) -> tuple[list[str], list[int | None]]:
+    def _notes(self, steps: list[SentenceStep], reminded: list, closeness: list[float]) -> tuple[list[str], list[int | None]]:
         """Sentences to show the model, oldest first, and the engram each came from.
 
-        The neural memory's sources come first (a read names the latest value), then
-        reminded engrams that are statements, closest first, up to chat.max_notes.
+        A confident neural read names the latest value of what was asked, so the sentence
+        holding it is the note, alone: the memory, not the small LM, decides between a
+        fact and its correction. When some question got no confident read (or the turn
+        asks nothing), reminded statements whose cosine to the turn's working memory is
+        at least chat.note_min_similarity fill up to chat.max_notes, closest first.
         """
         chosen: dict[str, tuple[int, int | None]] = {}  # text -> (turn, engram)
         for step in steps:
             source = step.recall.source if step.recall else None
             if source is not None and source.text not in chosen:
                 chosen[source.text] = (source.turn or 0, source.engram)
-        for engram in reminded:
-            if len(chosen) >= self.cfg.chat.max_notes:
+        unsure = not chosen or any(s.question and (s.recall is None or s.recall.source is None) for s in steps)
+        for engram, close in zip(reminded, closeness):
+            if not unsure or len(chosen) >= self.cfg.chat.max_notes:
                 break
-            if engram.text and not is_question(engram.text) and engram.text not in chosen:
+            if engram.text and not is_question(engram.text) and engram.text not in chosen and close >= self.cfg.chat.note_min_similarity:
                 chosen[engram.text] = (engram.turn or 0, engram.id)
         ordered = sorted(chosen.items(), key=lambda item: (item[1][0], item[1][1] if item[1][1] is not None else -1))
-        ordered = ordered[: self.cfg.chat.max_notes]
         return [text for text, _ in ordered], [engram for _, (_, engram) in ordered]
 
     # ---- one turn --------------------------------------------------------------------------
@@ -317,7 +320,7 @@ class Agent:
         sentences = split_sentences(text) or [text.strip()]
         steps: list[SentenceStep] = []
         engram_ids: list[int] = []
-        reminded, indices = [], torch.zeros(1, 0, dtype=torch.long)
+        reminded, indices, closeness = [], torch.zeros(1, 0, dtype=torch.long), []
         if self.memory is not None or self.memoria is not None:
             with clock.stage("encode"):
                 features = self._encode(sentences)
@@ -330,10 +333,12 @@ class Agent:
                 for i, step in enumerate(steps):
                     if step.write is not None:
                         step.write.engram = engram_ids[min(i, len(engram_ids) - 1)]
-                _, indices = self.memoria.remind(user=user)
+                memories, indices = self.memoria.remind(user=user)
                 live = [i for i in indices[0].tolist() if i >= 0]
                 reminded = self.memoria.engrams(user, live)
-        note_texts, note_engrams = self._notes(user, steps, reminded)
+                query = torch.nn.functional.normalize(vectors[0].mean(0), dim=-1)
+                closeness = (torch.nn.functional.normalize(memories[0, : len(live)], dim=-1) @ query).tolist()
+        note_texts, note_engrams = self._notes(steps, reminded, closeness)
         if self.retrieval is not None:
             with clock.stage("remind"):
                 found = [t for t, _ in self.retrieval.search(user, text, self.cfg.retrieval.top_k)]

@@ -72,6 +72,7 @@ class ChatConfig:
     history_turns: int = 8  # earlier turns of the conversation put back into the prompt
     max_prompt_tokens: int = 2048  # oldest history turns are dropped to stay under this
     max_notes: int = 4  # sentences memory recalled, put in the system message each turn
+    note_min_similarity: float = -1.0  # a reminded engram becomes a note only if this close (cosine) to the turn; -1 = any
     soft_prefix: bool = False  # also prepend the neural memory's reads to the prompt's embeddings
 
 

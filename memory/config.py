@@ -38,6 +38,7 @@ class InterfaceConfig:
     fixed_beta: float = 1.0  # write rate when learned_beta is false
     read_hops: int = 1  # reads per question; a hop's key sees the previous hop's value
     output_mlp: bool = True  # mix the read with the question state before decoding; false decodes the read
+    answer_attention: bool = False  # a second question attention (what to compare the read with: "Is Mary in the kitchen?") feeds output_mlp
     center_decoding: bool = False  # decode after subtracting the candidates' mean (similar invented names stay apart)
 
 

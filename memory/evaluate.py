@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from .batching import Candidates, episode_texts, make_batch
+from .batching import Candidates, episode_texts, make_batch, statement_words
 from .config import MetaLossConfig
 from .episodes import Episode
 from .features import FeatureCache, TextEncoder
@@ -49,17 +49,20 @@ def load_for_eval(checkpoint: str | Path, *, model_tag: str, cache_dir: str | Pa
 
 @torch.no_grad()
 def answer_episodes(
-    loaded: Loaded, episodes: Sequence[Episode], candidates: Candidates, *, batch_size: int = 64
+    loaded: Loaded, episodes: Sequence[Episode], candidates: Candidates, *, batch_size: int = 64, word_distractors: bool = False
 ) -> list[list[str]]:
-    """Decoded answer of every question, per episode, in order."""
+    """Decoded answer of every question, per episode, in order (with `word_distractors`,
+    decoded among the candidates and every word of the batch's statements)."""
     answers: list[list[str]] = [[] for _ in episodes]
     order = sorted(range(len(episodes)), key=lambda i: len(episodes[i].steps))
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
-        batch = make_batch([episodes[i] for i in idx], loaded.cache, candidates)
+        chosen = [episodes[i] for i in idx]
+        batch = make_batch(chosen, loaded.cache, candidates, word_distractors=word_distractors)
+        phrases = candidates.phrases + ([w for w in statement_words(chosen) if w not in candidates.index] if word_distractors else [])
         result = loaded.model(batch, _NO_LOSSES)
         predicted = result["logits"].argmax(-1).tolist()
         # positions come row-major (episode, then step): each episode's questions in order
         for (row, _), p in zip(result["positions"].tolist(), predicted):
-            answers[idx[row]].append(candidates.phrases[p])
+            answers[idx[row]].append(phrases[p])
     return answers

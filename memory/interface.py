@@ -61,7 +61,8 @@ class MemoryInterface(nn.Module):
         self.tok = nn.Linear(feature_dim, d)
         self.tok_state = nn.Linear(d, d, bias=False) if cfg.recurrent else None
         self.gru = nn.GRUCell(d, d) if cfg.recurrent else None
-        self.att = nn.Linear(d, 3)  # per-token logits: write-key, value and read-key attention
+        # per-token logits: write-key, value and read-key attention (and the answer attention)
+        self.att = nn.Linear(d, 4 if cfg.answer_attention else 3)
         self.write_key = nn.Linear(2 * d, key_dim)
         self.read_keys = nn.ModuleList(
             nn.Linear(2 * d + (value_dim if hop else 0), key_dim) for hop in range(cfg.read_hops)
@@ -88,7 +89,7 @@ class MemoryInterface(nn.Module):
         return tok, (self.gru(summary, state) if self.gru is not None else summary)
 
     def attention(self, tok: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """[B, T, d] -> [B, 3, T] attention of write key, value and read key over tokens."""
+        """[B, T, d] -> [B, 3 or 4, T] attention of write key, value, read key (and answer) over tokens."""
         return _masked_softmax(self.att(tok).transpose(1, 2), mask.unsqueeze(1))
 
     def write_signals(
@@ -115,6 +116,12 @@ class MemoryInterface(nn.Module):
     def read_query(self, tok: torch.Tensor, att: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
         """[B, 2d]: what a question asks for, the input of every read key."""
         return torch.cat([torch.einsum("bt,btd->bd", att[:, 2], tok), state], -1)
+
+    def answer_query(self, tok: torch.Tensor, att: torch.Tensor) -> torch.Tensor:
+        """[B, d]: what the read is compared with (answer_attention), else [B, 0]."""
+        if not self.cfg.answer_attention:
+            return tok.new_zeros(tok.shape[0], 0)
+        return torch.einsum("bt,btd->bd", att[:, 3], tok)
 
     def read_key(self, query: torch.Tensor, hop: int, previous: torch.Tensor | None) -> torch.Tensor:
         """Key of read `hop` [B, key_dim]; hops after the first also see the previous read [B, H]."""
@@ -176,8 +183,9 @@ class MemoryModel(nn.Module):
         self.interface = MemoryInterface(interface_cfg, feature_dim, value_dim, memory_cfg.key_dim, memory_cfg.heads)
         self.memory = NeuralMemory(memory_cfg, value_dim)
         d = interface_cfg.model_dim
+        extra = d if interface_cfg.answer_attention else 0
         self.out = (
-            nn.Sequential(nn.Linear(value_dim + 2 * d, 2 * d), nn.GELU(), nn.Linear(2 * d, value_dim))
+            nn.Sequential(nn.Linear(value_dim + 2 * d + extra, 2 * d), nn.GELU(), nn.Linear(2 * d, value_dim))
             if interface_cfg.output_mlp
             else None
         )
@@ -215,7 +223,10 @@ class MemoryModel(nn.Module):
             read = self.memory.read(k_r)
             for hop in range(1, self.interface_cfg.read_hops):
                 read = self.memory.read(self.interface.read_key(query, hop, read))
-        answer = read if self.out is None else read + self.out(torch.cat([read, query], -1))
+        if self.out is not None:
+            answer = read + self.out(torch.cat([read, query, self.interface.answer_query(tok, att)], -1))
+        else:
+            answer = read
         keep = (kind != PAD).unsqueeze(-1)
         return torch.where(keep, new_state, state), StepOutput(k_w, v_w, beta, att[:, 1], k_r, answer)
 

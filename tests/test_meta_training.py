@@ -116,6 +116,7 @@ def test_a_zero_weight_switches_a_loss_off():
         {"read_hops": 3},
         {"recurrent": False},
         {"value_copy": False},
+        {"answer_attention": True},
         {"value_residual": False, "output_mlp": False},
         {"learned_beta": False, "fixed_beta": 0.5},
         {"center_decoding": True, "output_mlp": False},
