@@ -105,7 +105,8 @@ def build_app(agent: Agent, *, auth: bool = False) -> gr.Blocks:
                     for note in reply.notes:
                         gr.Warning(note)
                 history[start:] = turn
-                yield history, ""
+                # the box stays locked until the turn ends, because a message sent meanwhile would be dropped
+                yield history, gr.update(value="", interactive=False)
         except (MessageError, StoreError) as exc:
             raise gr.Error(str(exc)) from None
 
@@ -265,7 +266,9 @@ def build_app(agent: Agent, *, auth: bool = False) -> gr.Blocks:
         name.blur(load_history, name, chatbot, api_visibility="private")
         name.change(lambda n: n, name, saved_name, api_visibility="private")
         for trigger in (message.submit, send.click):
-            trigger(respond, [name, message, chatbot], [chatbot, message], api_visibility="private")
+            trigger(respond, [name, message, chatbot], [chatbot, message], api_visibility="private").then(
+                lambda: gr.update(interactive=True), None, message, api_visibility="private"
+            )
         new.click(new_conversation, name, chatbot, api_visibility="private")
         gr.api(chat, api_name="chat")
         gr.api(history, api_name="history")

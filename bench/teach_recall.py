@@ -20,7 +20,8 @@ Also measured: accuracy after a restart between teaching and asking (a new Agent
 on the same SQLite file), the share of questions whose teaching sentence was in the
 prompt (`notes_hit`), time per stage, and, without the LM, the neural memory's own
 decoding accuracy among each dialogue's words with its write and read time. Replies
-are capped at 48 new tokens. The last line is `RESULT {json}`.
+are capped at 48 new tokens (--max-new-tokens). A size given 0 dialogues is not run and
+reported as null. The last line is `RESULT {json}`.
 """
 
 from __future__ import annotations
@@ -60,9 +61,9 @@ SIZES = (10, 50, 200)
 RESTART_FACTS = 20
 
 
-def configured(base: Config, changes: dict) -> Config:
+def configured(base: Config, changes: dict, max_new_tokens: int) -> Config:
     cfg = copy.deepcopy(base)
-    cfg.generation.max_new_tokens = 48
+    cfg.generation.max_new_tokens = max_new_tokens
     for dotted, value in changes.items():
         section, key = dotted.split(".")
         setattr(getattr(cfg, section), key, value)
@@ -181,6 +182,7 @@ def main() -> None:
     parser.add_argument("--dialogues", default="3,2,1", help="dialogues at 10, 50 and 200 facts")
     parser.add_argument("--restarts", type=int, default=2, help=f"dialogues of {RESTART_FACTS} facts with a restart")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-new-tokens", type=int, default=48, help="reply length cap (answers come first)")
     args = parser.parse_args()
     base = load_config(args.config)
     controller = Controller.from_config(base.model)
@@ -188,7 +190,8 @@ def main() -> None:
         plan = dialogues(args.seed, {3: 1})
         restart = dialogues(args.seed + 1, {3: 1})[3]
     else:
-        plan = dialogues(args.seed, dict(zip(SIZES, (int(x) for x in args.dialogues.split(",")))))
+        counts = dict(zip(SIZES, (int(x) for x in args.dialogues.split(","))))
+        plan = dialogues(args.seed, {n: k for n, k in counts.items() if k > 0})
         restart = dialogues(args.seed + 1, {RESTART_FACTS: args.restarts})[RESTART_FACTS]
     names = [s.strip() for s in args.systems.split(",") if s.strip()]
     started = time.perf_counter()
@@ -196,7 +199,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
             t0 = time.perf_counter()
-            results[name] = evaluate_system(name, configured(base, SYSTEMS[name]), controller, plan, restart, Path(tmp))
+            results[name] = evaluate_system(name, configured(base, SYSTEMS[name], args.max_new_tokens), controller, plan, restart, Path(tmp))
+            results[name] = {**{f"acc_{n}": None for n in SIZES}, **results[name]}  # sizes not run stay null
             print(f"  {name}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
     alone = memory_only(base, controller, plan) if base.neural_memory.checkpoint else {}
 

@@ -254,8 +254,8 @@ class Agent:
         """This turn's engrams: their texts and [1, W, D] vectors (a sentence each, or the whole message)."""
         if self.cfg.memoria.vector == "key":
             vectors = unit_keys(torch.stack([s.key for s in steps]), self.memory.heads)
-        else:
-            vectors = torch.stack([s.hidden for s in steps])
+        else:  # unit length, so Memoria's L2 ranking is the cosine ranking (raw norms vary with sentence length)
+            vectors = torch.nn.functional.normalize(torch.stack([s.hidden for s in steps]), dim=-1)
         if self.cfg.memoria.unit == "message":
             return [text.strip()], vectors.mean(0, keepdim=True)[None]
         return [s.text for s in steps], vectors[None]
@@ -263,20 +263,18 @@ class Agent:
     def _notes(self, steps: list[SentenceStep], reminded: list, closeness: list[float]) -> tuple[list[str], list[int | None]]:
         """Sentences to show the model, oldest first, and the engram each came from.
 
-        A confident neural read names the latest value of what was asked, so the sentence
-        holding it is the note, alone: the memory, not the small LM, decides between a
-        fact and its correction. When some question got no confident read (or the turn
-        asks nothing), reminded statements whose cosine to the turn's working memory is
-        at least chat.note_min_similarity fill up to chat.max_notes, closest first.
+        The sentence holding a confident neural read comes first (a read names the latest
+        value of what was asked); reminded statements whose cosine to the turn's working
+        memory is at least chat.note_min_similarity fill up to chat.max_notes, closest
+        first. Shown oldest first, so a correction comes after what it corrects.
         """
         chosen: dict[str, tuple[int, int | None]] = {}  # text -> (turn, engram)
         for step in steps:
             source = step.recall.source if step.recall else None
             if source is not None and source.text not in chosen:
                 chosen[source.text] = (source.turn or 0, source.engram)
-        unsure = not chosen or any(s.question and (s.recall is None or s.recall.source is None) for s in steps)
         for engram, close in zip(reminded, closeness):
-            if not unsure or len(chosen) >= self.cfg.chat.max_notes:
+            if len(chosen) >= self.cfg.chat.max_notes:
                 break
             if engram.text and not is_question(engram.text) and engram.text not in chosen and close >= self.cfg.chat.note_min_similarity:
                 chosen[engram.text] = (engram.turn or 0, engram.id)
@@ -543,7 +541,8 @@ class Agent:
                     if self.cfg.memoria.vector == "key":
                         vectors = unit_keys(self.memory.keys(texts, [is_question(t) for t in texts]), self.memory.heads)
                     else:
-                        vectors = torch.stack([h.float().mean(0) for _, h, _ in self._encode(texts)]) if texts else torch.zeros(0, self.controller.hidden_size)
+                        vectors = (torch.nn.functional.normalize(torch.stack([h.float().mean(0) for _, h, _ in self._encode(texts)]), dim=-1)
+                                   if texts else torch.zeros(0, self.controller.hidden_size))
                     self.memoria.restore(engrams, vectors, user=user)
                 written = []
                 if self.memory is not None and self.cfg.neural_memory.enabled:
@@ -588,4 +587,11 @@ class Agent:
         self.store.new_conversation(user)
 
     def close(self) -> None:
+        """Close the database and give the controller back with its base vocabulary,
+        so another Agent (a restart in the same process) can load the saved one over it."""
+        if self.vocab is not None:
+            with self.controller.lock:
+                self.vocab.detach()
+                if self.controller.vocab is self.vocab:
+                    self.controller.vocab = None
         self.store.close()

@@ -31,6 +31,7 @@ class InterfaceConfig:
 
     feature_layer: int = 8  # controller layer whose hidden states feed it (0 = embeddings)
     model_dim: int = 256  # width of its token projections and recurrent state
+    token_embeddings: bool = False  # token codes also see the tokens' input embeddings (context-free: a name reads the same everywhere)
     recurrent: bool = True  # carry a GRU state across sentences/turns; false treats each alone
     value_copy: bool = True  # values point at the sentence's own token embeddings (copying)
     value_residual: bool = True  # add a learned vector to the value (answers absent from the text: yes, two)
@@ -59,7 +60,7 @@ class MemoriaConfig:
     """The Memoria engram store in chat (memory/memoria.py); a turn is one user message."""
 
     enabled: bool = True  # false: no engrams are kept or reminded (the ablation)
-    num_reminded_stm: int = 8  # short-term engrams reminded per turn, closest first
+    num_reminded_stm: int = 16  # short-term engrams reminded per turn, closest first (past questions among them are not shown)
     stm_capacity: int = 400  # short-term engrams per user; older ones become long-term (paper: 400)
     ltm_search_depth: int = 10  # steps of the walk along co-fire links (paper: 10)
     num_final_ltms: int = 4  # long-term engrams reminded per turn, closest first

@@ -59,6 +59,7 @@ class MemoryInterface(nn.Module):
         d = cfg.model_dim
         self.norm = nn.LayerNorm(feature_dim)
         self.tok = nn.Linear(feature_dim, d)
+        self.tok_emb = nn.Linear(value_dim, d, bias=False) if cfg.token_embeddings else None
         self.tok_state = nn.Linear(d, d, bias=False) if cfg.recurrent else None
         self.gru = nn.GRUCell(d, d) if cfg.recurrent else None
         # per-token logits: write-key, value and read-key attention (and the answer attention)
@@ -73,14 +74,17 @@ class MemoryInterface(nn.Module):
             nn.init.constant_(self.beta.bias, 2.0)  # writes start nearly full strength
         self.heads = heads
 
-    def encode(self, feats: torch.Tensor, mask: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(self, feats: torch.Tensor, emb: torch.Tensor, mask: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Token codes and the new recurrent state.
 
         Args:
-            feats: [B, T, Hc] controller hidden states; mask: [B, T]; state: [B, d].
+            feats: [B, T, Hc] controller hidden states; emb: [B, T, H] their input embeddings;
+            mask: [B, T]; state: [B, d].
         Returns: tokens [B, T, d], new state [B, d] (the sentence summary when not recurrent).
         """
         tok = self.tok(self.norm(feats))
+        if self.tok_emb is not None:
+            tok = tok + self.tok_emb(emb.to(tok.dtype))
         if self.tok_state is not None:
             tok = tok + self.tok_state(state).unsqueeze(1)
         tok = torch.tanh(tok)
@@ -210,7 +214,7 @@ class MemoryModel(nn.Module):
             kind: [B] PAD / STATEMENT / QUESTION.
         Returns: the new state [B, d] (unchanged on PAD) and the step's output.
         """
-        tok, new_state = self.interface.encode(feats, mask, state)
+        tok, new_state = self.interface.encode(feats, emb, mask, state)
         att = self.interface.attention(tok, mask)
         k_w, v_w, beta = self.interface.write_signals(tok, att, emb, new_state)
         beta = beta * (kind == STATEMENT).unsqueeze(-1).to(beta.dtype)

@@ -29,6 +29,13 @@ def page(tmp_path):
         browser.close()
 
 
+def wait_for_the_turn_to_end(page, timeout: float = 120_000) -> None:
+    """The message box is locked while a turn runs (see app.respond)."""
+    page.wait_for_function(
+        "!document.querySelector('textarea[placeholder^=\"Type a message\"]').disabled", timeout=timeout
+    )
+
+
 def test_chat_in_the_browser_and_reload(tmp_path, tiny_config_file, page):
     ARTIFACTS.mkdir(exist_ok=True)
     app = App(tiny_config_file, tmp_path / "browser.db", tmp_path)
@@ -37,12 +44,11 @@ def test_chat_in_the_browser_and_reload(tmp_path, tiny_config_file, page):
         page.goto(app.url, wait_until="networkidle")
         page.get_by_label("Your name").fill("frank")
         page.get_by_label("Your name").press("Enter")
-        message = page.get_by_label("Message")
+        message = page.get_by_role("textbox", name="Message")
         message.fill("hello from the browser")
         message.press("Enter")
         page.get_by_text("hello from the browser").first.wait_for(timeout=60_000)
-        page.wait_for_function("document.querySelector('textarea[placeholder^=\"Type a message\"]').value === ''")
-        page.wait_for_timeout(1500)  # the reply finishes streaming
+        wait_for_the_turn_to_end(page)
         page.screenshot(path=str(ARTIFACTS / "chat.png"), full_page=True)
 
         page.reload()
@@ -58,5 +64,7 @@ def test_chat_in_the_browser_and_reload(tmp_path, tiny_config_file, page):
         message.fill("   ")
         message.press("Enter")
         page.get_by_text("the message is empty").first.wait_for(timeout=30_000)
+        wait_for_the_turn_to_end(page)
+        assert message.input_value() == "   "  # a refused message stays in the box
     finally:
         app.stop()

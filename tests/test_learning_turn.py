@@ -262,3 +262,19 @@ def test_the_retrieval_baseline_puts_the_closest_statements_in_the_prompt_and_su
     reply = list(again.chat_stream("ann", "What is the vault code?"))[-1]
     assert "The vault code is 4417." in reply.memory["notes"]
     again.close()
+
+
+def test_an_agent_restarted_on_the_same_controller_loads_its_grown_vocabulary(tmp_path, tiny_controller):
+    cfg = load_config(TINY)
+    base_rows = tiny_controller.model.get_input_embeddings().weight.shape[0]
+    agent = Agent(cfg, tiny_controller, Store(tmp_path / "vocab.db"))
+    agent.chat("ann", "Remember: Vantastad and Quillmere are towns.")
+    grown = [t.text for t in agent.vocab.tokens]
+    assert grown and tiny_controller.model.get_input_embeddings().weight.shape[0] == base_rows + len(grown)
+    agent.close()
+    assert tiny_controller.model.get_input_embeddings().weight.shape[0] == base_rows and tiny_controller.vocab is None
+
+    again = Agent(cfg, tiny_controller, Store(tmp_path / "vocab.db"))  # the restart: same model object, same file
+    assert [t.text for t in again.vocab.tokens] == grown
+    assert again.chat("ann", "Where is Vantastad?")
+    again.close()

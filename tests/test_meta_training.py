@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -117,6 +118,7 @@ def test_a_zero_weight_switches_a_loss_off():
         {"recurrent": False},
         {"value_copy": False},
         {"answer_attention": True},
+        {"token_embeddings": True},
         {"value_residual": False, "output_mlp": False},
         {"learned_beta": False, "fixed_beta": 0.5},
         {"center_decoding": True, "output_mlp": False},
@@ -219,8 +221,12 @@ def test_train_meta_runs_checkpoints_and_resumes(tiny_meta_config, tmp_path):
 
 def test_train_meta_is_data_parallel_over_two_cpu_processes(tiny_meta_config, tmp_path):
     accelerate = Path(sys.executable).parent / "accelerate"
+    with socket.socket() as s:  # a free rendezvous port: the default 29500 may be held by another run
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
     out = run(
         [str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+         "--main_process_ip", "127.0.0.1", "--main_process_port", str(port),
          "--dynamo_backend", "no", str(ROOT / "train_meta.py"), "--config", str(tiny_meta_config)],
         tmp_path, env={"OMP_NUM_THREADS": "1"},
     )

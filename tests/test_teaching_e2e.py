@@ -8,7 +8,7 @@ from gradio_client import Client
 
 from .conftest import DEFAULT, ROOT
 from .test_app_e2e import App
-from .test_browser import ARTIFACTS, page  # noqa: F401  (the fixture)
+from .test_browser import ARTIFACTS, page, wait_for_the_turn_to_end  # noqa: F401  (page is the fixture)
 
 pytestmark = pytest.mark.e2e
 
@@ -22,7 +22,7 @@ def test_teach_chat_ask_then_see_the_memory_and_the_new_token(tmp_path, page):  
         page.goto(app.url, wait_until="networkidle")
         page.get_by_label("Your name").fill("hana")
         page.get_by_label("Your name").press("Enter")
-        message = page.get_by_label("Message")
+        message = page.get_by_role("textbox", name="Message")
         turns = [
             "Remember: my sister Oriel lives in Vantastad.",
             "How are you today?",
@@ -31,24 +31,22 @@ def test_teach_chat_ask_then_see_the_memory_and_the_new_token(tmp_path, page):  
             "Where does Oriel live?",
         ]
         for text in turns:
-            message.fill(text)
+            message.fill(text, timeout=120_000)
             message.press("Enter")
             page.get_by_text(text).first.wait_for(timeout=60_000)
-            # the turn is done when the message box is free again and the reply stopped growing
-            page.wait_for_function("document.querySelector('textarea[placeholder^=\"Type a message\"]').value === ''")
-            page.wait_for_selector(".pending", state="detached", timeout=120_000)
-            page.wait_for_timeout(500)
+            # the box is locked while the turn runs; the next fill waits for it to unlock
+        wait_for_the_turn_to_end(page)
         last_reply = page.locator(".message-row.bot-row, .bot").last
         page.get_by_text("Vantastad").last.wait_for(timeout=60_000)
         page.screenshot(path=str(ARTIFACTS / "teach-and-ask.png"), full_page=True)
         assert "Vantastad" in last_reply.inner_text()
 
         page.get_by_role("tab", name="Memory").click()
-        page.get_by_text("my sister Oriel lives in Vantastad").first.wait_for(timeout=30_000)
+        page.get_by_text("my sister Oriel lives in Vantastad").filter(visible=True).first.wait_for(timeout=30_000)
         page.screenshot(path=str(ARTIFACTS / "memory-tab.png"), full_page=True)
 
         page.get_by_role("tab", name="Vocabulary").click()
-        page.get_by_text("Vantastad").first.wait_for(timeout=30_000)
+        page.get_by_text("Vantastad").filter(visible=True).first.wait_for(timeout=30_000)
         page.screenshot(path=str(ARTIFACTS / "vocabulary-tab.png"), full_page=True)
     finally:
         app.stop()

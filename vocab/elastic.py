@@ -318,6 +318,16 @@ class ElasticVocab:
         self.unsaved_events += events
         return events
 
+    def detach(self) -> None:
+        """Take the added rows out of the model, leaving it as it was before this vocabulary.
+
+        The vocabulary's saved state is untouched (this is not a prune), so a later
+        ElasticVocab over the same model (an agent restarted in the same process) can
+        load it again. This object must not be used afterwards.
+        """
+        if self.model is not None and embedding_matrix(self.model).shape[0] > self.base_size:
+            resize_rows(self.model, keep=torch.arange(self.base_size))
+
     def _event(self, kind: str, token: AddedToken, user: str) -> VocabEvent:
         return VocabEvent(
             time=time.time(),

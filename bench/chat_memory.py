@@ -1,0 +1,124 @@
+"""The trained chat memory on its own (no LM generation): what its keys and values are good for.
+
+    python bench/chat_memory.py [--quick] [--config configs/default.yaml] [--checkpoints a.pt,b.pt] [--sizes 20,50]
+
+Validation-split teach-and-recall dialogues (people and values never seen in
+training; a fifth of the facts corrected) are fed statement by statement into
+ChatMemory, as a chat turn does. Per checkpoint and dialogue size it reports:
+
+  pointer      a teaching statement's value points at the fact's value words
+  decode       a question's read decodes to the answer word (among the dialogue's words)
+  key@1, key@4     the statement that answers a question is the closest (among the 4
+                   closest) by the learned read/write keys (memoria.vector: key)
+  hidden@1, hidden@4   the same by the mean layer hidden state (memoria.vector: hidden)
+  supersede@T  of the earlier writes a statement's write key reaches at cosine >= T
+               (what consolidation.supersede_similarity = T would mark superseded),
+               the share that really are the fact being corrected
+
+These figures chose the defaults: Memoria ranks engrams by hidden states, and
+supersession stays off. The last line is `RESULT {json}`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[0] = str(ROOT)  # not bench/: its vocab.py would shadow the vocab package
+
+from chatbot import Controller, load_config  # noqa: E402
+from memory.episodes import TeachRecall  # noqa: E402
+from memory.interface import unit_keys  # noqa: E402
+from memory.neural_chat import ChatMemory  # noqa: E402
+
+THRESHOLDS = (0.9, 0.95, 0.98, 0.995)
+
+
+def score(memory: ChatMemory, gen: TeachRecall, facts: int, dialogues: int, seed: int) -> dict:
+    """Run `dialogues` validation dialogues of `facts` facts through `memory`; shares over all of them."""
+    rng = random.Random(seed)
+    hits = {k: [] for k in ("pointer", "decode", "key@1", "key@4", "hidden@1", "hidden@4")}
+    reached = {t: [0, 0] for t in THRESHOLDS}  # threshold -> [right, all]
+    for d in range(dialogues):
+        episode = gen.episode(rng, facts, corrections=facts // 5)
+        features = memory.featurize([s.text for s in episode.steps])
+        hidden = torch.nn.functional.normalize(torch.stack([f[1].float().mean(0) for f in features]), dim=-1)
+        keys: dict[int, torch.Tensor] = {}  # statement index -> unit write key
+        fact_of: dict[int, tuple] = {}  # statement index -> (subject, relation) it teaches
+        for i, (step, feature) in enumerate(zip(episode.steps, features)):
+            out = memory.step(f"bench{facts}-{d}", step.text, feature, question=step.is_question)
+            key = unit_keys(out.key, memory.heads)
+            if step.is_question:
+                gold = step.support[0] - 1
+                hits["decode"].append(out.recall.word == step.answer)
+                for name, sims in (("key", {j: float(key @ k) for j, k in keys.items()}),
+                                   ("hidden", {j: float(hidden[i] @ hidden[j]) for j in keys})):
+                    order = sorted(sims, key=sims.__getitem__, reverse=True)
+                    hits[f"{name}@1"].append(order[0] == gold)
+                    hits[f"{name}@4"].append(gold in order[:4])
+                continue
+            if step.fact:
+                hits["pointer"].append(out.write.value.rstrip(".") == step.fact.value)
+                for j, old in keys.items():
+                    cosine = float(key @ old)
+                    for t in THRESHOLDS:
+                        if cosine >= t:
+                            reached[t][0] += fact_of.get(j) == (step.fact.subject, step.fact.relation)
+                            reached[t][1] += 1
+                fact_of[i] = (step.fact.subject, step.fact.relation)
+            keys[i] = key
+    result = {k: round(sum(v) / len(v), 4) if v else None for k, v in hits.items()}
+    result["questions"] = len(hits["decode"])
+    result["supersede"] = {str(t): {"right": r, "marked": n} for t, (r, n) in reached.items()}
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="2 dialogues of 20 facts, the chat checkpoint only")
+    parser.add_argument("--config", default=str(ROOT / "configs" / "default.yaml"))
+    parser.add_argument("--checkpoints", default="checkpoints/mnm_chat.pt,checkpoints/mnm_babi.pt")
+    parser.add_argument("--sizes", default="20,50", help="facts per dialogue")
+    parser.add_argument("--dialogues", type=int, default=6, help="dialogues per size")
+    parser.add_argument("--seed", type=int, default=11)
+    args = parser.parse_args()
+    checkpoints = args.checkpoints.split(",")[:1] if args.quick else args.checkpoints.split(",")
+    sizes = [20] if args.quick else [int(s) for s in args.sizes.split(",")]
+    dialogues = 2 if args.quick else args.dialogues
+
+    cfg = load_config(args.config)
+    cfg.neural_memory.min_confidence = 0.0
+    cfg.consolidation.supersede_similarity = 2.0  # measured here for every threshold instead
+    controller = Controller.from_config(cfg.model)
+    gen = TeachRecall("val", Path(cfg.meta_train.data_dir) / "names" / "names.txt")
+    results: dict[str, dict] = {}
+    for checkpoint in checkpoints:
+        memory = ChatMemory.from_checkpoint(ROOT / checkpoint, controller, cfg=cfg.neural_memory,
+                                            consolidation=cfg.consolidation)
+        results[Path(checkpoint).stem] = {str(n): score(memory, gen, n, dialogues, args.seed) for n in sizes}
+
+    pct = lambda v: "-" if v is None else f"{100 * v:.1f}%"  # noqa: E731
+    print(f"{dialogues} validation dialogues per size; seed {args.seed}\n")
+    print("| checkpoint | facts | questions | pointer | decode | key@1 | key@4 | hidden@1 | hidden@4 |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, by_size in results.items():
+        for n, r in by_size.items():
+            print(f"| {name} | {n} | {r['questions']} | {pct(r['pointer'])} | {pct(r['decode'])} | {pct(r['key@1'])} "
+                  f"| {pct(r['key@4'])} | {pct(r['hidden@1'])} | {pct(r['hidden@4'])} |")
+    print("\n| checkpoint | facts | " + " | ".join(f"supersede@{t}: right/marked" for t in THRESHOLDS) + " |")
+    print("|---|---|" + "---|" * len(THRESHOLDS))
+    for name, by_size in results.items():
+        for n, r in by_size.items():
+            cells = [f"{r['supersede'][str(t)]['right']}/{r['supersede'][str(t)]['marked']}" for t in THRESHOLDS]
+            print(f"| {name} | {n} | " + " | ".join(cells) + " |")
+    print("RESULT " + json.dumps({"results": results, "dialogues": dialogues, "quick": args.quick}))
+
+
+if __name__ == "__main__":
+    main()
