@@ -11,12 +11,13 @@ ChatMemory, as a chat turn does. Per checkpoint and dialogue size it reports:
   key@1, key@4     the statement that answers a question is the closest (among the 4
                    closest) by the learned read/write keys (memoria.vector: key)
   hidden@1, hidden@4   the same by the mean layer hidden state (memoria.vector: hidden)
+  sentence@1, sentence@4   the same by all-MiniLM-L6-v2 sentence vectors (memoria.vector: sentence)
   supersede@T  of the earlier writes a statement's write key reaches at cosine >= T
                (what consolidation.supersede_similarity = T would mark superseded),
                the share that really are the fact being corrected
 
-These figures chose the defaults: Memoria ranks engrams by hidden states, and
-supersession stays off. The last line is `RESULT {json}`.
+These figures chose the defaults: how Memoria ranks engrams, and supersession
+staying off. The last line is `RESULT {json}`.
 """
 
 from __future__ import annotations
@@ -36,19 +37,21 @@ from chatbot import Controller, load_config  # noqa: E402
 from memory.episodes import TeachRecall  # noqa: E402
 from memory.interface import unit_keys  # noqa: E402
 from memory.neural_chat import ChatMemory  # noqa: E402
+from memory.retrieval import SentenceEncoder  # noqa: E402
 
 THRESHOLDS = (0.9, 0.95, 0.98, 0.995)
 
 
-def score(memory: ChatMemory, gen: TeachRecall, facts: int, dialogues: int, seed: int) -> dict:
+def score(memory: ChatMemory, encoder: SentenceEncoder, gen: TeachRecall, facts: int, dialogues: int, seed: int) -> dict:
     """Run `dialogues` validation dialogues of `facts` facts through `memory`; shares over all of them."""
     rng = random.Random(seed)
-    hits = {k: [] for k in ("pointer", "decode", "key@1", "key@4", "hidden@1", "hidden@4")}
+    hits = {k: [] for k in ("pointer", "decode", "key@1", "key@4", "hidden@1", "hidden@4", "sentence@1", "sentence@4")}
     reached = {t: [0, 0] for t in THRESHOLDS}  # threshold -> [right, all]
     for d in range(dialogues):
         episode = gen.episode(rng, facts, corrections=facts // 5)
         features = memory.featurize([s.text for s in episode.steps])
         hidden = torch.nn.functional.normalize(torch.stack([f[1].float().mean(0) for f in features]), dim=-1)
+        sentence = encoder([s.text for s in episode.steps])
         keys: dict[int, torch.Tensor] = {}  # statement index -> unit write key
         fact_of: dict[int, tuple] = {}  # statement index -> (subject, relation) it teaches
         for i, (step, feature) in enumerate(zip(episode.steps, features)):
@@ -58,7 +61,8 @@ def score(memory: ChatMemory, gen: TeachRecall, facts: int, dialogues: int, seed
                 gold = step.support[0] - 1
                 hits["decode"].append(out.recall.word == step.answer)
                 for name, sims in (("key", {j: float(key @ k) for j, k in keys.items()}),
-                                   ("hidden", {j: float(hidden[i] @ hidden[j]) for j in keys})):
+                                   ("hidden", {j: float(hidden[i] @ hidden[j]) for j in keys}),
+                                   ("sentence", {j: float(sentence[i] @ sentence[j]) for j in keys})):
                     order = sorted(sims, key=sims.__getitem__, reverse=True)
                     hits[f"{name}@1"].append(order[0] == gold)
                     hits[f"{name}@4"].append(gold in order[:4])
@@ -96,21 +100,22 @@ def main() -> None:
     cfg.neural_memory.min_confidence = 0.0
     cfg.consolidation.supersede_similarity = 2.0  # measured here for every threshold instead
     controller = Controller.from_config(cfg.model)
+    encoder = SentenceEncoder()
     gen = TeachRecall("val", Path(cfg.meta_train.data_dir) / "names" / "names.txt")
     results: dict[str, dict] = {}
     for checkpoint in checkpoints:
         memory = ChatMemory.from_checkpoint(ROOT / checkpoint, controller, cfg=cfg.neural_memory,
                                             consolidation=cfg.consolidation)
-        results[Path(checkpoint).stem] = {str(n): score(memory, gen, n, dialogues, args.seed) for n in sizes}
+        results[Path(checkpoint).stem] = {str(n): score(memory, encoder, gen, n, dialogues, args.seed) for n in sizes}
 
     pct = lambda v: "-" if v is None else f"{100 * v:.1f}%"  # noqa: E731
     print(f"{dialogues} validation dialogues per size; seed {args.seed}\n")
-    print("| checkpoint | facts | questions | pointer | decode | key@1 | key@4 | hidden@1 | hidden@4 |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| checkpoint | facts | questions | pointer | decode | key@1 | key@4 | hidden@1 | hidden@4 | sentence@1 | sentence@4 |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for name, by_size in results.items():
         for n, r in by_size.items():
             print(f"| {name} | {n} | {r['questions']} | {pct(r['pointer'])} | {pct(r['decode'])} | {pct(r['key@1'])} "
-                  f"| {pct(r['key@4'])} | {pct(r['hidden@1'])} | {pct(r['hidden@4'])} |")
+                  f"| {pct(r['key@4'])} | {pct(r['hidden@1'])} | {pct(r['hidden@4'])} | {pct(r['sentence@1'])} | {pct(r['sentence@4'])} |")
     print("\n| checkpoint | facts | " + " | ".join(f"supersede@{t}: right/marked" for t in THRESHOLDS) + " |")
     print("|---|---|" + "---|" * len(THRESHOLDS))
     for name, by_size in results.items():

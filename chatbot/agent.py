@@ -42,7 +42,7 @@ from memory.store import Store, Turn
 from vocab import ElasticVocab
 
 from .config import Config, load_config
-from .controller import Controller, Generation, ModelLoadError
+from .controller import Controller, Generation, ModelLoadError, model_tag
 from .memory_file import EngramEntry, MemoryFile, WriteEntry
 from .prompt import ForgetRequest, chat_messages, forget_request, is_question, split_sentences
 
@@ -114,25 +114,38 @@ class Agent:
                 self.vocab.load(store.db)
             controller.vocab = self.vocab
         m = cfg.memoria
-        self.memoria = (
-            Memoria(m.num_reminded_stm, m.stm_capacity, m.ltm_search_depth, m.initial_lifespan, m.num_final_ltms, max_links=m.max_links)
-            if m.enabled
-            else None
-        )
-        if m.vector not in ("key", "hidden") or m.reward not in ("attention", "uniform") or m.unit not in ("sentence", "message"):
+        if m.vector not in ("key", "hidden", "sentence") or m.reward not in ("attention", "uniform") or m.unit not in ("sentence", "message"):
             raise ValueError(
-                f"memoria.vector must be key or hidden, memoria.reward attention or uniform, memoria.unit sentence or message; "
-                f"got {m.vector!r}, {m.reward!r}, {m.unit!r}"
+                f"memoria.vector must be key, hidden or sentence, memoria.reward attention or uniform, memoria.unit sentence "
+                f"or message; got {m.vector!r}, {m.reward!r}, {m.unit!r}"
             )
         # The memory interface runs when the neural memory is on, or when it gives Memoria its keys.
         self.memory: ChatMemory | None = None
         if cfg.neural_memory.enabled or (m.enabled and m.vector == "key"):
             self.memory = self._chat_memory()
+        # One sentence encoder for Memoria's "sentence" vectors and the retrieval baseline.
+        wants_sentences = (m.enabled and m.vector == "sentence") or cfg.retrieval.enabled
+        self.sentences = SentenceEncoder() if wants_sentences else None
+        self.memoria = (
+            Memoria(m.num_reminded_stm, m.stm_capacity, m.ltm_search_depth, m.initial_lifespan, m.num_final_ltms,
+                    max_links=m.max_links, vector_kind=self._vector_kind())
+            if m.enabled
+            else None
+        )
         # The retrieval baseline (off in the product): an index of each user's statements.
-        self.retrieval = RetrievalIndex(SentenceEncoder()) if cfg.retrieval.enabled else None
+        self.retrieval = RetrievalIndex(self.sentences) if cfg.retrieval.enabled else None
         self._loaded: set[str] = set()
         self._user_locks: dict[str, threading.Lock] = {}
         self._locks_lock = threading.Lock()
+
+    def _vector_kind(self) -> str:
+        """Names what makes Memoria's vectors, so engrams saved another way are re-embedded."""
+        vector, unit = self.cfg.memoria.vector, self.cfg.memoria.unit
+        if vector == "key":
+            return f"key:{self.memory.tag}:{unit}"
+        if vector == "hidden":
+            return f"hidden:{model_tag(self.cfg.model)}:layer{self.cfg.interface.feature_layer}:{unit}"
+        return f"sentence:all-MiniLM-L6-v2:{unit}"
 
     def _chat_memory(self) -> ChatMemory:
         cfg = self.cfg
@@ -216,12 +229,42 @@ class Agent:
         if not fresh:
             if self.memoria is not None:
                 self.memoria.load(self.store.db, user)
+                if self.memoria.vector_kind_of(user) != self.memoria.vector_kind:
+                    self._reembed_engrams(user)
             if self.memory is not None:
                 self.memory.load(self.store.db, user, uid)
             if self.retrieval is not None:
                 self.retrieval.replace(user, self._said(user))
             self._loaded.add(user)
         return uid
+
+    def _reembed_engrams(self, user: str) -> None:
+        """The user's engrams were saved with vectors made another way (another encoder,
+        model or unit): make them again from their texts; the next save stores them."""
+        engrams = self.memoria.engrams(user)
+        log.info("re-embedding %d engrams of %s: saved as %s, now %s", len(engrams), user,
+                 self.memoria.vector_kind_of(user), self.memoria.vector_kind)
+        self.memoria.replace_vectors(user, self._engram_vectors([e.text or "" for e in engrams]))
+
+    def _engram_vectors(self, texts: list[str]) -> torch.Tensor:
+        """[N, D] vectors of engram texts, made as a turn makes them (a message: its sentences' mean)."""
+        if not texts:  # the vector width still matters: it is the user's engram width from now on
+            return self._sentence_vectors(["."])[:0]
+        parts = [split_sentences(t) or [t or "."] for t in texts]
+        flat = self._sentence_vectors([s for p in parts for s in p])
+        out, start = [], 0
+        for p in parts:
+            out.append(flat[start : start + len(p)].mean(0))
+            start += len(p)
+        return torch.stack(out)
+
+    def _sentence_vectors(self, sentences: list[str]) -> torch.Tensor:
+        """[N, D] unit vectors of sentences by memoria.vector (no memory is read or written)."""
+        if self.cfg.memoria.vector == "key":
+            return unit_keys(self.memory.keys(sentences, [is_question(t) for t in sentences]), self.memory.heads)
+        if self.cfg.memoria.vector == "sentence":
+            return self.sentences(sentences)
+        return torch.nn.functional.normalize(torch.stack([h.float().mean(0) for _, h, _ in self._encode(sentences)]), dim=-1)
 
     def _said(self, user: str) -> list[str]:
         """Every statement the user made, oldest first (what the retrieval baseline indexes)."""
@@ -254,6 +297,8 @@ class Agent:
         """This turn's engrams: their texts and [1, W, D] vectors (a sentence each, or the whole message)."""
         if self.cfg.memoria.vector == "key":
             vectors = unit_keys(torch.stack([s.key for s in steps]), self.memory.heads)
+        elif self.cfg.memoria.vector == "sentence":
+            vectors = self.sentences([s.text for s in steps])
         else:  # unit length, so Memoria's L2 ranking is the cosine ranking (raw norms vary with sentence length)
             vectors = torch.nn.functional.normalize(torch.stack([s.hidden for s in steps]), dim=-1)
         if self.cfg.memoria.unit == "message":
@@ -537,13 +582,7 @@ class Agent:
                     for e in file.engrams
                 ]
                 if self.memoria is not None:
-                    texts = [e.text for e in engrams]
-                    if self.cfg.memoria.vector == "key":
-                        vectors = unit_keys(self.memory.keys(texts, [is_question(t) for t in texts]), self.memory.heads)
-                    else:
-                        vectors = (torch.nn.functional.normalize(torch.stack([h.float().mean(0) for _, h, _ in self._encode(texts)]), dim=-1)
-                                   if texts else torch.zeros(0, self.controller.hidden_size))
-                    self.memoria.restore(engrams, vectors, user=user)
+                    self.memoria.restore(engrams, self._engram_vectors([e.text for e in engrams]), user=user)
                 written = []
                 if self.memory is not None and self.cfg.neural_memory.enabled:
                     engram_of = {e.text: e.id for e in engrams}

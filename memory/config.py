@@ -68,7 +68,7 @@ class MemoriaConfig:
     lifespan_scale: float = 8.0  # lifespan a reminded engram earns when the reply used it as much as the average one (paper: 8)
     reward: str = "attention"  # lifespan reward from "attention" of the reply to the engram's prompt span, or "uniform"
     max_links: int = 64  # co-fire links kept per engram
-    vector: str = "key"  # engram vectors: "key" (the meta-learned memory keys) or "hidden" (mean controller hidden state)
+    vector: str = "key"  # engram vectors: "key" (meta-learned keys), "hidden" (mean controller hidden state), "sentence" (all-MiniLM-L6-v2)
     unit: str = "sentence"  # an engram per "sentence", or per "message" (its sentences' vectors averaged)
 
 

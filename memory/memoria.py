@@ -168,7 +168,7 @@ def lifespan_delta(attention_mass: torch.Tensor, scale: float) -> torch.Tensor:
 class _UserMemory:
     """One user's engrams in growable arrays; a slot (row) is reused once its engram is forgotten."""
 
-    def __init__(self, hidden_size: int, max_links: int, capacity: int = 64) -> None:
+    def __init__(self, hidden_size: int, max_links: int, capacity: int = 64, vector_kind: str | None = None) -> None:
         self.hidden_size = hidden_size
         self.vectors = np.zeros((capacity, hidden_size), np.float32)
         self.ids = np.full(capacity, -1, np.int64)
@@ -192,6 +192,7 @@ class _UserMemory:
         self.dirty: set[int] = set()  # ids whose rows changed since the last save
         self.deleted: set[int] = set()  # ids forgotten since the last save
         self.save_seq = 0  # the engram_counters.save_seq this state was last saved as
+        self.vector_kind = vector_kind  # how the vectors were made; None = unknown (saved before kinds were kept)
 
     @property
     def capacity(self) -> int:
@@ -430,6 +431,8 @@ class Memoria:
         num_final_ltms: long-term engrams reminded per turn, closest first.
         max_links: co-fire links kept per engram (the strongest); bounds memory at
             O(engrams * max_links).
+        vector_kind: how this store's vectors are made (e.g. an encoder's name); saved
+            with a user's engrams, so `vector_kind_of` tells a reload made another way.
     """
 
     def __init__(
@@ -441,6 +444,7 @@ class Memoria:
         num_final_ltms: int,
         *,
         max_links: int = 64,  # per engram; 64 int64+int32 pairs = 768 bytes of RAM per engram
+        vector_kind: str = "",  # what made the vectors; a user's saved engrams of another kind need new ones
     ) -> None:
         for name, value in [
             ("num_reminded_stm", num_reminded_stm),
@@ -458,6 +462,7 @@ class Memoria:
         self.initial_lifespan = float(initial_lifespan)
         self.num_final_ltms = int(num_final_ltms)
         self.max_links = max_links
+        self.vector_kind = vector_kind
         self._users: dict[str, _UserMemory] = {}
         self._batch: list[str] = []
         self._device = torch.device("cpu")
@@ -513,7 +518,7 @@ class Memoria:
         for row, name in enumerate(users):
             state = self._users.get(name)
             if state is None:
-                state = self._users[name] = _UserMemory(hidden, self.max_links)
+                state = self._users[name] = _UserMemory(hidden, self.max_links, vector_kind=self.vector_kind)
             spans = texts[row] if texts is not None else [None] * length
             ids[row] = state.add(vectors[row], spans, turn, self.initial_lifespan)
         return torch.from_numpy(ids)
@@ -680,8 +685,9 @@ class Memoria:
         )
         seq = max(saved_seq, state.save_seq) + 1
         db.execute(
-            "INSERT OR REPLACE INTO engram_counters (user_id, next_id, step, hidden_size, save_seq) VALUES (?, ?, ?, ?, ?)",
-            [user_id, state.next_id, state.step, state.hidden_size, seq],
+            "INSERT OR REPLACE INTO engram_counters (user_id, next_id, step, hidden_size, save_seq, vector_kind) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            [user_id, state.next_id, state.step, state.hidden_size, seq, state.vector_kind],
         )
         state.save_seq = seq
         state.dirty.clear()
@@ -693,11 +699,11 @@ class Memoria:
         self._users.pop(user, None)
         found = db.execute("SELECT id FROM users WHERE name = ?", [user]).fetchone()
         counters = found and db.execute(
-            "SELECT next_id, step, hidden_size, save_seq FROM engram_counters WHERE user_id = ?", [found[0]]
+            "SELECT next_id, step, hidden_size, save_seq, vector_kind FROM engram_counters WHERE user_id = ?", [found[0]]
         ).fetchone()
         if not counters:
             return
-        next_id, step, hidden_size, save_seq = counters
+        next_id, step, hidden_size, save_seq, vector_kind = counters
         rows = db.execute(
             "SELECT id, type, expires, born, fire_count, turn, text, vector, links FROM engrams "
             "WHERE user_id = ? ORDER BY id",
@@ -706,6 +712,31 @@ class Memoria:
         vectors = np.frombuffer(b"".join(r[7] for r in rows), "<f4").reshape(len(rows), hidden_size)
         records = [(r[0], r[1], r[2], r[3], r[4], r[5], r[6], np.frombuffer(r[8], _LINK_DTYPE)) for r in rows]
         self._users[user] = self._state(hidden_size, records, vectors, next_id=next_id, step=step, save_seq=save_seq)
+        self._users[user].vector_kind = vector_kind
+
+    def vector_kind_of(self, user: str) -> str | None:
+        """How the user's engram vectors were made: this store's kind for new ones, the
+        saved kind for loaded ones (None if saved before kinds were kept)."""
+        state = self._users.get(user)
+        return self.vector_kind if state is None else state.vector_kind
+
+    def replace_vectors(self, user: str, vectors: torch.Tensor) -> None:
+        """Give the user's engrams new vectors, made this store's way (e.g. by another encoder).
+
+        vectors: [N, H'] for the user's N engrams in id order (H' may differ from before).
+        Links, lifespans and texts stay; the next save rewrites every row.
+        """
+        state = self._users.get(user)
+        slots = state.live_slots() if state is not None else np.zeros(0, np.int64)
+        if vectors.dim() != 2 or len(vectors) != len(slots):
+            raise ValueError(f"user {user!r} has {len(slots)} engrams, got vectors of shape {tuple(vectors.shape)}")
+        if state is None:
+            return
+        state.hidden_size = vectors.shape[1]
+        state.vectors = np.zeros((state.capacity, state.hidden_size), np.float32)
+        state.vectors[slots] = vectors.detach().to("cpu", torch.float32).numpy()
+        state.dirty.update(state.ids[slots].tolist())
+        state.vector_kind = self.vector_kind
 
     def restore(self, engrams: Sequence[Engram], vectors: torch.Tensor, *, user: str) -> None:
         """Replace the user's engrams by `engrams` (e.g. read from an exported file).
@@ -732,7 +763,7 @@ class Memoria:
     def _state(self, hidden_size: int, records: list[tuple], vectors: np.ndarray, *, next_id: int, step: int, save_seq: int) -> _UserMemory:
         """A user's state from (id, type, expires, born, fire_count, turn, text, links) records in id order."""
         count = len(records)
-        state = _UserMemory(hidden_size, self.max_links, capacity=max(64, count))
+        state = _UserMemory(hidden_size, self.max_links, capacity=max(64, count), vector_kind=self.vector_kind)
         ids = np.array([r[0] for r in records], np.int64)
         state.next_id = next_id
         state.step = step

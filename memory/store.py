@@ -177,12 +177,18 @@ def _create_neural_writes_table(db: sqlite_utils.Database) -> None:
     )
 
 
+def _add_engram_vector_kind(db: sqlite_utils.Database) -> None:
+    """What made each user's engram vectors, so a reload made another way re-embeds them."""
+    db["engram_counters"].add_column("vector_kind", str)  # NULL for rows saved before: unknown
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _migrate_to_1,
     _create_engram_tables,
     _create_neural_memory_table,
     _create_vocab_tables,
     _create_neural_writes_table,
+    _add_engram_vector_kind,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -130,6 +130,7 @@ def test_long_term_engrams_are_replayed_into_the_neural_memory(tmp_path, tiny_co
         {"memoria__enabled": False},
         {"neural_memory__enabled": False},
         {"memoria__vector": "hidden", "neural_memory__enabled": False},
+        {"memoria__vector": "sentence", "neural_memory__enabled": False},
         {"memoria__enabled": False, "neural_memory__enabled": False},
         {"memoria__reward": "uniform"},
         {"memoria__unit": "message"},
@@ -254,7 +255,7 @@ def test_the_retrieval_baseline_puts_the_closest_statements_in_the_prompt_and_su
     for text in ["My sister Oriel lives in Vantastad.", "I like green tea.", "The vault code is 4417."]:
         agent.chat("ann", text)
     reply = list(agent.chat_stream("ann", "Where does Oriel live?"))[-1]
-    assert "My sister Oriel lives in Vantastad." in reply.memory["notes"]
+    assert reply.memory["reminded"][0]["text"] == "My sister Oriel lives in Vantastad."
     bob = list(agent.chat_stream("bob", "Where does Oriel live?"))[-1]
     assert bob.memory["notes"] == []
     agent.close()
@@ -278,3 +279,27 @@ def test_an_agent_restarted_on_the_same_controller_loads_its_grown_vocabulary(tm
     assert [t.text for t in again.vocab.tokens] == grown
     assert again.chat("ann", "Where is Vantastad?")
     again.close()
+
+
+def test_engrams_saved_with_other_vectors_are_re_embedded_on_load(tmp_path, tiny_controller):
+    said = ["The code of my locker is 4417.", "My sister Oriel lives in Vantastad.", "Bram works at Quillmere.",
+            "I had pasta for lunch.", "The weather is lovely.", "My dog is called Rex."]
+    agent = make_agent(tmp_path, tiny_controller, memoria__vector="hidden")
+    for text in said:
+        agent.chat("ann", text)
+    engrams = agent.memoria.engrams("ann")
+    agent.close()
+
+    again = make_agent(tmp_path, tiny_controller, memoria__vector="sentence")
+    again._load("ann")
+    assert again.memoria.engrams("ann") == engrams
+    vectors = again.memoria.vectors("ann", [e.id for e in engrams])
+    assert torch.allclose(vectors, again.sentences([e.text for e in engrams]), atol=1e-5)  # 384-dim MiniLM now
+    reply = list(again.chat_stream("ann", "Where does Oriel live?"))[-1]  # new engrams join the re-embedded ones
+    assert reply.memory["reminded"][0]["text"] == "My sister Oriel lives in Vantastad."
+    again.close()
+
+    third = make_agent(tmp_path, tiny_controller, memoria__vector="sentence")
+    third._load("ann")  # saved as sentence vectors: loaded as they are
+    assert torch.allclose(third.memoria.vectors("ann", [e.id for e in engrams]), vectors, atol=1e-6)
+    third.close()

@@ -408,6 +408,35 @@ def test_a_saved_turn_writes_only_what_changed(tmp_path):
     reopened.close()
 
 
+def test_vectors_made_another_way_are_told_apart_and_replaced(tmp_path):
+    store = Store(tmp_path / "kinds.db")
+    old = Memoria(num_reminded_stm=3, stm_capacity=20, ltm_search_depth=2, initial_lifespan=1000, num_final_ltms=3, vector_kind="a")
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(5):
+        old.add_working_memory(torch.randn(1, 2, SMALL, generator=generator), user="u", texts=[["x", "y"]])
+        _, indices = old.remind()
+        old.adjust_lifespan_and_memories(indices, torch.ones(indices.shape))
+    with store.transaction() as db:
+        old.save(db, "u")
+    new = Memoria(num_reminded_stm=3, stm_capacity=20, ltm_search_depth=2, initial_lifespan=1000, num_final_ltms=3, vector_kind="b")
+    assert new.vector_kind_of("u") == "b"  # nothing loaded yet: new engrams are of this store's kind
+    new.load(store.db, "u")
+    assert new.vector_kind_of("u") == "a"
+    before = new.engrams("u")
+    with pytest.raises(ValueError, match="10 engrams"):
+        new.replace_vectors("u", torch.zeros(3, 5))
+    wider = torch.nn.functional.normalize(torch.randn(10, SMALL + 3, generator=generator), dim=-1)
+    new.replace_vectors("u", wider)
+    assert new.vector_kind_of("u") == "b" and new.engrams("u") == before  # texts, lifespans and links stay
+    with store.transaction() as db:
+        assert new.save(db, "u") == 10  # every row gets its new vector
+    again = Memoria(num_reminded_stm=3, stm_capacity=20, ltm_search_depth=2, initial_lifespan=1000, num_final_ltms=3, vector_kind="b")
+    again.load(store.db, "u")
+    assert again.vector_kind_of("u") == "b" and again.engrams("u") == before
+    assert torch.allclose(again.vectors("u", [e.id for e in before]), wider)
+    store.close()
+
+
 @settings(max_examples=30, deadline=None)
 @given(config=configs, script=st.lists(st.tuples(st.sampled_from(["A", "B", "AB"]), st.integers(1, 3), st.booleans()), min_size=1, max_size=12), seed=st.integers(0, 2**16))
 def test_users_never_see_each_others_engrams(config, script, seed):
