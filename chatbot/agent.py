@@ -309,20 +309,28 @@ class Agent:
         """Sentences to show the model, oldest first, and the engram each came from.
 
         The sentence holding a confident neural read comes first (a read names the latest
-        value of what was asked); reminded statements whose cosine to the turn's working
-        memory is at least chat.note_min_similarity fill up to chat.max_notes, closest
-        first. Shown oldest first, so a correction comes after what it corrects.
+        value of what was asked). Reminded statements whose cosine to the turn's working
+        memory is at least chat.note_min_similarity fill up to chat.max_notes: those within
+        chat.note_recency_margin of the closest first, newest first (a correction is about
+        as close to the question as what it corrects, and comes later), then the rest,
+        closest first. Shown oldest first.
         """
         chosen: dict[str, tuple[int, int | None]] = {}  # text -> (turn, engram)
         for step in steps:
             source = step.recall.source if step.recall else None
             if source is not None and source.text not in chosen:
                 chosen[source.text] = (source.turn or 0, source.engram)
-        for engram, close in zip(reminded, closeness):
+        eligible = [
+            (engram, close) for engram, close in zip(reminded, closeness)
+            if engram.text and not is_question(engram.text) and close >= self.cfg.chat.note_min_similarity
+        ]
+        best = max((close for _, close in eligible), default=0.0)
+        near = best - self.cfg.chat.note_recency_margin
+        ranked = sorted(eligible, key=lambda ec: (ec[1] < near, -ec[0].id if ec[1] >= near else -ec[1]))
+        for engram, _ in ranked:
             if len(chosen) >= self.cfg.chat.max_notes:
                 break
-            if engram.text and not is_question(engram.text) and engram.text not in chosen and close >= self.cfg.chat.note_min_similarity:
-                chosen[engram.text] = (engram.turn or 0, engram.id)
+            chosen.setdefault(engram.text, (engram.turn or 0, engram.id))
         ordered = sorted(chosen.items(), key=lambda item: (item[1][0], item[1][1] if item[1][1] is not None else -1))
         return [text for text, _ in ordered], [engram for _, (_, engram) in ordered]
 

@@ -73,6 +73,7 @@ class ChatConfig:
     max_prompt_tokens: int = 2048  # oldest history turns are dropped to stay under this
     max_notes: int = 4  # sentences memory recalled, put in the system message each turn
     note_min_similarity: float = -1.0  # a reminded engram becomes a note only if this close (cosine) to the turn; -1 = any
+    note_recency_margin: float = 0.0  # reminded statements within this cosine of the closest are taken newest first (corrections win)
     soft_prefix: bool = False  # also prepend the neural memory's reads to the prompt's embeddings
 
 

@@ -14,7 +14,7 @@ import torch
 
 from chatbot import Agent, load_config
 from chatbot.agent import MEMORY_STAGES
-from memory.memoria import EngramType
+from memory.memoria import Engram, EngramType
 from memory.store import Store
 
 from .conftest import TINY
@@ -255,7 +255,7 @@ def test_the_retrieval_baseline_puts_the_closest_statements_in_the_prompt_and_su
     for text in ["My sister Oriel lives in Vantastad.", "I like green tea.", "The vault code is 4417."]:
         agent.chat("ann", text)
     reply = list(agent.chat_stream("ann", "Where does Oriel live?"))[-1]
-    assert reply.memory["reminded"][0]["text"] == "My sister Oriel lives in Vantastad."
+    assert "My sister Oriel lives in Vantastad." in reply.memory["notes"]
     bob = list(agent.chat_stream("bob", "Where does Oriel live?"))[-1]
     assert bob.memory["notes"] == []
     agent.close()
@@ -303,3 +303,20 @@ def test_engrams_saved_with_other_vectors_are_re_embedded_on_load(tmp_path, tiny
     third._load("ann")  # saved as sentence vectors: loaded as they are
     assert torch.allclose(third.memoria.vectors("ann", [e.id for e in engrams]), vectors, atol=1e-6)
     third.close()
+
+
+@pytest.mark.parametrize(
+    ("margin", "closeness", "expected"),
+    [
+        (0.0, [0.80, 0.75, 0.60], ["Bram works at Quillmere."]),  # closest only
+        (0.1, [0.80, 0.75, 0.60], ["Actually, Bram now works at Zentrifol."]),  # the newer one within the margin
+        (0.1, [0.80, 0.65, 0.60], ["Bram works at Quillmere."]),  # a later statement too far off loses
+    ],
+)
+def test_notes_prefer_the_newest_of_the_nearly_closest(tmp_path, tiny_controller, margin, closeness, expected):
+    agent = make_agent(tmp_path, tiny_controller, chat__max_notes=1, chat__note_recency_margin=margin)
+    texts = ["Bram works at Quillmere.", "Actually, Bram now works at Zentrifol.", "Where does Bram work?"]
+    reminded = [Engram(i, EngramType.SHORTTERM, t, i + 1, 10.0, 1, 1, {}) for i, t in enumerate(texts)]
+    closeness = [*closeness[:2], 0.95]  # the earlier question is closest but never a note
+    assert agent._notes([], reminded, closeness)[0] == expected
+    agent.close()
