@@ -1,6 +1,7 @@
 """What each meta-training loss (and the memory itself) buys: short runs, one term off at a time.
 
-    python bench/ablate_losses.py [--data babi|teach] [--steps 150] [--tasks 1,2,6,11] [--questions 200]
+    python bench/ablate_losses.py [--quick] [--data babi|teach] [--steps 150] [--tasks 1,2,6,11] [--questions 200]
+                                  [--variants "all losses,no meta loss"]
 
 --data babi: one model per variant from configs/meta_babi.yaml, trained on the given bAbI
 tasks only, scored on the first `--questions` test questions of each task.
@@ -9,8 +10,9 @@ teach-and-recall dialogues of up to 12 facts, scored on 40 validation-split dial
 10 facts, decoding among each batch's statement words as chat does.
 Same seed, data and steps for every variant (memory-only decoding, no LM generation).
 Runs are short, so the table compares variants under an equal budget; it is not the
-shipped models' accuracy. --quick: 40 steps, 2 tasks or 10 dialogues. The last line is
-`RESULT {json}`.
+shipped models' accuracy. --quick (under a minute once the feature cache exists):
+20 steps of two variants, all losses and no memory, on 2 tasks or 10 dialogues. The
+last line is `RESULT {json}`.
 """
 
 from __future__ import annotations
@@ -85,11 +87,16 @@ def main() -> None:
     parser.add_argument("--tasks", default="1,2,6,11", help="bAbI tasks (--data babi)")
     parser.add_argument("--questions", type=int, default=200, help="test questions per bAbI task")
     parser.add_argument("--out", default=str(ROOT / "data" / "runs" / "ablation"))
-    parser.add_argument("--quick", action="store_true", help="40 steps; 2 bAbI tasks or 10 dialogues")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of the variants")
+    parser.add_argument("--quick", action="store_true", help="20 steps of all losses vs no memory; 2 tasks or 10 dialogues")
     args = parser.parse_args()
     torch.set_num_threads(1)
     teach = args.data == "teach"
-    steps = 40 if args.quick else args.steps
+    steps = 20 if args.quick else args.steps
+    names = ["all losses", "no memory (state only)"] if args.quick else [v.strip() for v in args.variants.split(",") if v.strip()]
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        parser.error(f"unknown variants {unknown}; choose from {list(VARIANTS)}")
     base = yaml.safe_load((ROOT / "configs" / ("meta_chat.yaml" if teach else "meta_babi.yaml")).read_text())
     out = Path(args.out) / args.data
     out.mkdir(parents=True, exist_ok=True)
@@ -100,7 +107,7 @@ def main() -> None:
         if teach else {"babi_tasks": ",".join(map(str, tasks)), "teach_recall_episodes": 0}
     )
     rows = {}
-    for name, change in VARIANTS.items():
+    for name, change in ((n, VARIANTS[n]) for n in names):
         slug = name.replace(" ", "-").replace("(", "").replace(")", "")
         cfg_dict = merge(merge(base, change), {"meta_train": {
             **data, "steps": steps, "warmup_steps": min(50, steps // 5), "threads": 1, "batch_size": 16 if teach else 32,
