@@ -104,9 +104,15 @@ def _notes_before(said: list[str], k: int, rng: random.Random, exclude: set[str]
 
 
 def dialogue_examples(
-    episode: Episode, system_prompt: str, rng: random.Random, reply_of: Callable[[str], str], *, not_told_rate: float = 0.12
+    episode: Episode, system_prompt: str, rng: random.Random, reply_of: Callable[[str], str], *,
+    not_told_rate: float = 0.12, history_turns: int = 8,
 ) -> list[Example]:
     """Adapter examples from one teach-and-recall dialogue, one per utterance.
+
+    Each prompt shows up to `history_turns` earlier turns: in chat, the turns before a
+    question are often answers about other people, whose values a model trained on
+    short histories copies (with the right note and 8 such turns, 38/50 right; with
+    none, 49/50).
 
     Notes are what memory could have recalled: for a question, the statement that set
     its fact last (sometimes with the one a correction replaced) among a few others,
@@ -118,7 +124,7 @@ def dialogue_examples(
     history: list[tuple[str, str]] = []
     out: list[Example] = []
     for step in episode.steps:
-        recent = history[len(history) - rng.randint(0, min(3, len(history))):]
+        recent = history[len(history) - rng.randint(0, min(history_turns, len(history))):]
         notes = _notes_before(said, rng.randint(0, 3), rng, set())
         value = ""
         if step.is_question:
@@ -163,7 +169,7 @@ def distilled_examples(
 
 def training_examples(
     names_file: str | Path, system_prompt: str, *, dialogues: int, max_facts: int, seed: int, split: str,
-    reply_of: Callable[[str], str], distilled_share: float = 0.2,
+    reply_of: Callable[[str], str], distilled_share: float = 0.2, history_turns: int = 8,
 ) -> list[Example]:
     """The adapter's examples from `dialogues` generated dialogues of `split`, plus distilled ones."""
     gen = TeachRecall(split, names_file)
@@ -172,7 +178,7 @@ def training_examples(
     for _ in range(dialogues):
         n = rng.randint(2, max_facts)
         episode = gen.episode(rng, n, corrections=rng.randint(0, n // 3))
-        examples += dialogue_examples(episode, system_prompt, rng, reply_of)
+        examples += dialogue_examples(episode, system_prompt, rng, reply_of, history_turns=history_turns)
         said += [s.text for s in episode.steps if s.tag in ("teach", "correct")]
     general = GENERAL[:GENERAL_TRAIN] if split == "train" else GENERAL[GENERAL_TRAIN:]
     count = int(distilled_share * len(examples) / (1 - distilled_share))

@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 
 from memory.interface import MemoryModel, unit_keys
-from memory.memoria import Engram, EngramType, Memoria, lifespan_delta, stored_version
+from memory.memoria import Engram, EngramType, Memoria, lifespan_delta, stored_version, text_words
 from memory.neural_chat import ChatMemory, SentenceStep, WriteRecord
 from memory.retrieval import RetrievalIndex, SentenceEncoder
 from memory.store import Store, Turn
@@ -44,7 +44,7 @@ from vocab import ElasticVocab
 from .config import Config, load_config
 from .controller import Controller, Generation, ModelLoadError, model_tag
 from .memory_file import EngramEntry, MemoryFile, WriteEntry
-from .prompt import ForgetRequest, chat_messages, forget_request, is_question, split_sentences
+from .prompt import ForgetRequest, chat_messages, cue_words, forget_request, is_question, split_sentences
 
 log = logging.getLogger(__name__)
 
@@ -305,34 +305,59 @@ class Agent:
             return [text.strip()], vectors.mean(0, keepdim=True)[None]
         return [s.text for s in steps], vectors[None]
 
-    def _notes(self, steps: list[SentenceStep], reminded: list, closeness: list[float]) -> tuple[list[str], list[int | None]]:
+    def _notes(
+        self, steps: list[SentenceStep], reminded: list, closeness: list[float], cues: tuple[str, ...] = ()
+    ) -> tuple[list[str], list[int | None]]:
         """Sentences to show the model, oldest first, and the engram each came from.
 
-        The sentence holding a confident neural read comes first (a read names the latest
-        value of what was asked). Reminded statements whose cosine to the turn's working
-        memory is at least chat.note_min_similarity fill up to chat.max_notes: those within
-        chat.note_recency_margin of the closest first, newest first (a correction is about
-        as close to the question as what it corrects, and comes later), then the rest,
-        closest first. Shown oldest first.
+        Without an engram store, the sentences holding the neural memory's confident
+        reads. Otherwise, of the reminded statements at least chat.note_min_similarity
+        close (cosine) to the turn, those that mention the most of the message's names
+        (`cues`) come first: a question about Oriel is answered from what was said about
+        Oriel, not from the look-alike fact about someone else that MiniLM finds closer.
+        Among them, those within chat.note_recency_margin of the closest go newest first
+        (a correction is about as close to the question as what it corrects, and comes
+        later), then by closeness; up to chat.max_notes, shown oldest first.
         """
         chosen: dict[str, tuple[int, int | None]] = {}  # text -> (turn, engram)
-        for step in steps:
-            source = step.recall.source if step.recall else None
-            if source is not None and source.text not in chosen:
-                chosen[source.text] = (source.turn or 0, source.engram)
+        if self.memoria is None:
+            for step in steps:
+                source = step.recall.source if step.recall else None
+                if source is not None and source.text not in chosen:
+                    chosen[source.text] = (source.turn or 0, source.engram)
         eligible = [
             (engram, close) for engram, close in zip(reminded, closeness)
             if engram.text and not is_question(engram.text) and close >= self.cfg.chat.note_min_similarity
         ]
-        best = max((close for _, close in eligible), default=0.0)
+        named = {e.id: len(text_words(e.text) & set(cues)) for e, _ in eligible}
+        most = max(named.values(), default=0)
+        group = [ec for ec in eligible if named[ec[0].id] == most]
+        best = max((close for _, close in group), default=0.0)
         near = best - self.cfg.chat.note_recency_margin
-        ranked = sorted(eligible, key=lambda ec: (ec[1] < near, -ec[0].id if ec[1] >= near else -ec[1]))
-        for engram, _ in ranked:
+
+        def rank(ec: tuple[Engram, float]) -> tuple:
+            engram, close = ec
+            if named[engram.id] < most:
+                return (2, -close)
+            return (0, -engram.id) if close >= near else (1, -close)
+
+        for engram, _ in sorted(eligible, key=rank):
             if len(chosen) >= self.cfg.chat.max_notes:
                 break
             chosen.setdefault(engram.text, (engram.turn or 0, engram.id))
         ordered = sorted(chosen.items(), key=lambda item: (item[1][0], item[1][1] if item[1][1] is not None else -1))
         return [text for text, _ in ordered], [engram for _, (_, engram) in ordered]
+
+    def _cued(self, user: str, cues: tuple[str, ...], steps: list[SentenceStep], skip: set[int]) -> list[int]:
+        """Engrams recalled beside Memoria's remind: those mentioning the message's names
+        (up to chat.cue_limit), and those holding the neural memory's reads."""
+        ids = self.memoria.mentioning(cues, user=user, limit=self.cfg.chat.cue_limit) if cues else []
+        ids += [s.recall.source.engram for s in steps if s.recall and s.recall.source and s.recall.source.engram is not None]
+        out: list[int] = []
+        for i in ids:
+            if i not in skip and i not in out and self.memoria.is_live(i, user=user):
+                out.append(i)
+        return out
 
     # ---- one turn --------------------------------------------------------------------------
 
@@ -372,6 +397,7 @@ class Agent:
         steps: list[SentenceStep] = []
         engram_ids: list[int] = []
         reminded, indices, closeness = [], torch.zeros(1, 0, dtype=torch.long), []
+        cues = cue_words(text) if self.cfg.chat.cue_limit > 0 else ()
         if self.memory is not None or self.memoria is not None:
             with clock.stage("encode"):
                 features = self._encode(sentences)
@@ -386,10 +412,12 @@ class Agent:
                         step.write.engram = engram_ids[min(i, len(engram_ids) - 1)]
                 memories, indices = self.memoria.remind(user=user)
                 live = [i for i in indices[0].tolist() if i >= 0]
-                reminded = self.memoria.engrams(user, live)
+                cued = self._cued(user, cues, steps, set(live) | set(engram_ids))
+                reminded = self.memoria.engrams(user, live + cued)
+                found = torch.cat([memories[0, : len(live)], self.memoria.vectors(user, cued)])
                 query = torch.nn.functional.normalize(vectors[0].mean(0), dim=-1)
-                closeness = (torch.nn.functional.normalize(memories[0, : len(live)], dim=-1) @ query).tolist()
-        note_texts, note_engrams = self._notes(steps, reminded, closeness)
+                closeness = (torch.nn.functional.normalize(found, dim=-1) @ query).tolist()
+        note_texts, note_engrams = self._notes(steps, reminded, closeness, cues)
         if self.retrieval is not None:
             with clock.stage("remind"):
                 found = [t for t, _ in self.retrieval.search(user, text, self.cfg.retrieval.top_k)]

@@ -74,6 +74,7 @@ class ChatConfig:
     max_notes: int = 4  # sentences memory recalled, put in the system message each turn
     note_min_similarity: float = -1.0  # a reminded engram becomes a note only if this close (cosine) to the turn; -1 = any
     note_recency_margin: float = 0.0  # reminded statements within this cosine of the closest are taken newest first (corrections win)
+    cue_limit: int = 0  # engrams mentioning the message's names recalled beside Memoria's remind, and preferred as notes; 0 = off
     soft_prefix: bool = False  # also prepend the neural memory's reads to the prompt's embeddings
 
 
@@ -96,6 +97,7 @@ class AdapterTrainConfig:
     from_layer: int = 8  # first adapted decoder layer; >= interface.feature_layer keeps the memory's features unchanged
     dialogues: int = 400  # generated train-split dialogues the examples come from
     max_facts: int = 12  # most facts per dialogue
+    history_turns: int = 8  # most earlier turns in an example's prompt (as chat.history_turns shows in chat)
     eval_dialogues: int = 20  # val-split dialogues scored after training
     max_new_tokens: int = 48  # longest distilled base reply
     replies_cache: str = "data/adapter/base_replies.json"  # the base model's distilled replies, computed once

@@ -24,6 +24,15 @@ _STOP = {
     "please", "and", "to", "in", "at", "on", "for", "with", "it", "this", "those", "these", "fact", "facts",
 }
 
+# Capitalized words that start sentences or requests rather than name anything.
+_NOT_NAMES = _STOP | {
+    "where", "who", "whom", "whose", "which", "when", "why", "how", "do", "does", "did", "can", "could", "would",
+    "will", "tell", "remind", "name", "recall", "remember", "know", "note", "learn", "forget", "hi", "hello", "hey",
+    "thanks", "thank", "yes", "no", "ok", "okay", "oh", "well", "so", "but", "also", "actually", "now", "and", "or",
+    "he", "she", "they", "we", "his", "her", "their", "our", "your", "its", "there", "here", "who's", "what's",
+}
+_CUE = re.compile(r"[^\W_]+")
+
 NOTES_HEADER = "What the user told you earlier, oldest first:"
 
 
@@ -72,6 +81,17 @@ def forget_request(text: str) -> ForgetRequest | None:
     # "Oriel's" names Oriel: the possessive is not a word of its own
     content = tuple(w for w in content if w.lower() != "s")
     return ForgetRequest(False, content)
+
+
+def cue_words(text: str) -> tuple[str, ...]:
+    """The names and numbers a message mentions, lowercased: capitalized words (other
+    than question words and the like) and digits. A memory that mentions them is
+    recalled by them ("Where does Oriel live?" cues every sentence about Oriel)."""
+    words = []
+    for w in _CUE.findall(text):
+        if (w.isdigit() or w[0].isupper()) and w.lower() not in _NOT_NAMES and w.lower() not in words and w != "s":
+            words.append(w.lower())
+    return tuple(words)
 
 
 def system_message(system_prompt: str, notes: list[str]) -> str:

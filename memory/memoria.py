@@ -108,7 +108,9 @@ this user), `save` rewrites all of the user's engrams instead.
 from __future__ import annotations
 
 import enum
+import re
 import time
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -121,6 +123,13 @@ _ID_BITS = 40
 _ID_MASK = (1 << _ID_BITS) - 1
 _LINK_DTYPE = np.dtype([("id", "<i8"), ("count", "<i4")])
 _FREE = 0  # type of a slot that holds no engram
+_WORD = re.compile(r"[^\W_]+")
+
+
+def text_words(text: str | None) -> set[str]:
+    """The lowercased words of an engram's text, as `Memoria.mentioning` indexes them
+    ("Oriel's" holds "oriel": a possessive is not a word of its own)."""
+    return {w for w in _WORD.findall((text or "").lower()) if w != "s"}
 
 
 class EngramType(enum.IntEnum):
@@ -193,6 +202,19 @@ class _UserMemory:
         self.deleted: set[int] = set()  # ids forgotten since the last save
         self.save_seq = 0  # the engram_counters.save_seq this state was last saved as
         self.vector_kind = vector_kind  # how the vectors were made; None = unknown (saved before kinds were kept)
+        self.mentions: dict[str, set[int]] = {}  # word -> ids of the engrams whose text holds it
+
+    def index_text(self, engram_id: int, text: str | None, *, remove: bool = False) -> None:
+        """Add (or remove) an engram's words in `mentions`."""
+        for word in text_words(text):
+            if remove:
+                holders = self.mentions.get(word)
+                if holders is not None:
+                    holders.discard(engram_id)
+                    if not holders:
+                        del self.mentions[word]
+            else:
+                self.mentions.setdefault(word, set()).add(engram_id)
 
     @property
     def capacity(self) -> int:
@@ -258,8 +280,9 @@ class _UserMemory:
         self.turns[slots] = -1 if turn is None else turn
         self.link_ids[slots] = -1
         self.link_counts[slots] = 0
-        for slot, text in zip(slots.tolist(), texts):
+        for slot, engram_id, text in zip(slots.tolist(), ids.tolist(), texts):
             self.texts[slot] = text
+            self.index_text(engram_id, text)
         self.id_to_slot[ids] = slots
         id_list = ids.tolist()
         self.working.extend(id_list)
@@ -385,7 +408,8 @@ class _UserMemory:
         self.expires[slots] = np.inf
         self.link_ids[slots] = -1
         self.link_counts[slots] = 0
-        for slot in slots.tolist():
+        for slot, engram_id in zip(slots.tolist(), ids.tolist()):
+            self.index_text(engram_id, self.texts[slot], remove=True)
             self.texts[slot] = None
         self.free.extend(slots.tolist())
         gone = set(ids.tolist())
@@ -646,6 +670,17 @@ class Memoria:
         slots = state.live_slots() if wanted is None else state.slots(wanted)
         return [state.engram(slot) for slot in slots.tolist()]
 
+    def mentioning(self, words: Iterable[str], *, user: str, limit: int) -> list[int]:
+        """Ids of the user's engrams whose text holds any of `words` (lowercase, as
+        `text_words` splits them): those holding the most of them first, newest first
+        among equals; at most `limit`. Cued recall by name, beside the vector remind.
+        """
+        state = self._users.get(user)
+        if state is None or limit <= 0:
+            return []
+        held = Counter(i for w in set(words) for i in state.mentions.get(w, ()))
+        return sorted(held, key=lambda i: (-held[i], -i))[:limit]
+
     def vectors(self, user: str, ids: Iterable[int]) -> torch.Tensor:
         """Vectors of the user's engrams `ids`. Returns: [N, H] float32."""
         state = self._users.get(user)
@@ -778,6 +813,8 @@ class Memoria:
         state.fires[:count] = [r[4] for r in records]
         state.turns[:count] = [-1 if r[5] is None else r[5] for r in records]
         state.texts[:count] = [r[6] for r in records]
+        for r in records:
+            state.index_text(r[0], r[6])
         if count:
             state.vectors[:count] = vectors
         for slot, r in enumerate(records):

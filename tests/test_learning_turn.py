@@ -320,3 +320,36 @@ def test_notes_prefer_the_newest_of_the_nearly_closest(tmp_path, tiny_controller
     closeness = [*closeness[:2], 0.95]  # the earlier question is closest but never a note
     assert agent._notes([], reminded, closeness)[0] == expected
     agent.close()
+
+
+def test_notes_are_the_statements_naming_whom_the_question_is_about(tmp_path, tiny_controller):
+    agent = make_agent(tmp_path, tiny_controller, chat__max_notes=1, chat__note_recency_margin=0.1, chat__cue_limit=8)
+    texts = ["Kora works at Quillmere.", "Bram works at Zentrifol.", "Bram's sister is Kora.", "Where does Bram work?"]
+    reminded = [Engram(i, EngramType.SHORTTERM, t, i + 1, 10.0, 1, 1, {}) for i, t in enumerate(texts)]
+    closeness = [0.9, 0.7, 0.3, 0.95]  # a look-alike fact about someone else is the closest
+    assert agent._notes([], reminded, closeness)[0] == ["Kora works at Quillmere."]  # no names given
+    assert agent._notes([], reminded, closeness, ("bram",))[0] == ["Bram works at Zentrifol."]
+    # among the statements naming Bram, the newest within the margin of the closest of them
+    closeness = [0.9, 0.7, 0.65, 0.95]
+    assert agent._notes([], reminded, closeness, ("bram",))[0] == ["Bram's sister is Kora."]
+    agent.close()
+
+
+def test_a_question_recalls_by_name_what_was_said_among_look_alike_facts(tmp_path, tiny_controller):
+    # Memoria reminds the closest short-term engram: the same question asked before
+    agent = make_agent(tmp_path, tiny_controller, memoria__vector="sentence", memoria__num_reminded_stm=1,
+                       chat__max_notes=1, chat__cue_limit=8, chat__note_recency_margin=0.15)
+    names = ["Kora", "Tamsin", "Ulric", "Wendel", "Yara", "Zeno", "Perrin", "Quill", "Rhosyn", "Solvi"]
+    agent.chat("ann", "Bram works at Zentrifol.")
+    for i, name in enumerate(names):
+        agent.chat("ann", f"Who does {name} work for? {name} works for Firm{i}ton.")
+    agent.chat("ann", "Who does Bram work for?")
+    agent.chat("ann", "Bram now works at Quillmere.")
+    agent.chat("bob", "Bram works at Bobcorp.")  # another user's Bram is never recalled for ann
+    for name in names[:3]:
+        agent.chat("ann", f"{name} moved to Oldport.")
+    reply = list(agent.chat_stream("ann", "Who does Bram work for?"))[-1]
+    assert reply.memory["notes"] == ["Bram now works at Quillmere."]
+    reply = list(agent.chat_stream("bob", "Who does Bram work for?"))[-1]
+    assert reply.memory["notes"] == ["Bram works at Bobcorp."]
+    agent.close()

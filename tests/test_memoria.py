@@ -545,3 +545,26 @@ def test_forget_removes_engrams_with_their_links_and_persists(tmp_path):
     again = Memoria(num_reminded_stm=4, stm_capacity=8, ltm_search_depth=2, initial_lifespan=20, num_final_ltms=2)
     again.load(store.db, "ann")
     assert again.engrams("ann") == left
+
+
+def test_engrams_are_found_by_the_names_they_mention(tmp_path):
+    store = Store(tmp_path / "names.db")
+    memoria = Memoria(num_reminded_stm=3, stm_capacity=20, ltm_search_depth=2, initial_lifespan=1000, num_final_ltms=3)
+    texts = ["Oriel lives in Vantastad.", "Bram works at Quillmere.", "Oriel's pet is Bram.", "Oriel moved to Quillmere."]
+    memoria.add_working_memory(torch.randn(1, 4, SMALL), user="u", texts=[texts])
+    memoria.add_working_memory(torch.randn(1, 1, SMALL), user="v", texts=[["Oriel is someone else's friend."]])
+    # most names held first, newest first among equals; another user's engrams never
+    assert memoria.mentioning(["oriel"], user="u", limit=10) == [3, 2, 0]
+    assert memoria.mentioning(["oriel", "bram"], user="u", limit=10) == [2, 3, 1, 0]
+    assert memoria.mentioning(["oriel"], user="u", limit=2) == [3, 2]
+    assert memoria.mentioning(["nobody"], user="u", limit=10) == [] and memoria.mentioning(["oriel"], user="w", limit=5) == []
+    memoria.forget([3], user="u")
+    assert memoria.mentioning(["oriel"], user="u", limit=10) == [2, 0]
+    with store.transaction() as db:
+        memoria.save(db, "u")
+    reloaded = Memoria(num_reminded_stm=3, stm_capacity=20, ltm_search_depth=2, initial_lifespan=1000, num_final_ltms=3)
+    reloaded.load(store.db, "u")  # the index is built again from the saved texts
+    assert reloaded.mentioning(["quillmere", "oriel"], user="u", limit=10) == [2, 1, 0]
+    reloaded.restore(reloaded.engrams("u", [1]), reloaded.vectors("u", [1]), user="u")
+    assert reloaded.mentioning(["oriel", "bram"], user="u", limit=10) == [1]
+    store.close()
