@@ -12,6 +12,11 @@ ChatMemory, as a chat turn does. Per checkpoint and dialogue size it reports:
                    closest) by the learned read/write keys (memoria.vector: key)
   hidden@1, hidden@4   the same by the mean layer hidden state (memoria.vector: hidden)
   sentence@1, sentence@4   the same by all-MiniLM-L6-v2 sentence vectors (memoria.vector: sentence)
+  note         the statement that answers a question is the note the agent picks among
+               all earlier statements by MiniLM closeness and its rule (chatbot.prompt.
+               rank_notes: naming the question's people, newest within
+               chat.note_recency_margin of the closest), for corrected facts and others;
+               `closest` is the closest statement alone
   supersede@T  of the earlier writes a statement's write key reaches at cosine >= T
                (what consolidation.supersede_similarity = T would mark superseded),
                the share that really are the fact being corrected
@@ -34,6 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[0] = str(ROOT)  # not bench/: its vocab.py would shadow the vocab package
 
 from chatbot import Controller, load_config  # noqa: E402
+from chatbot.prompt import cue_words, rank_notes  # noqa: E402
 from memory.episodes import TeachRecall  # noqa: E402
 from memory.interface import unit_keys  # noqa: E402
 from memory.neural_chat import ChatMemory  # noqa: E402
@@ -42,10 +48,15 @@ from memory.retrieval import SentenceEncoder  # noqa: E402
 THRESHOLDS = (0.9, 0.95, 0.98, 0.995)
 
 
-def score(memory: ChatMemory, encoder: SentenceEncoder, gen: TeachRecall, facts: int, dialogues: int, seed: int) -> dict:
+NOTE_KEYS = ("closest_corrected", "note_corrected", "closest_others", "note_others")
+
+
+def score(memory: ChatMemory, encoder: SentenceEncoder, gen: TeachRecall, facts: int, dialogues: int, seed: int,
+          margin: float) -> dict:
     """Run `dialogues` validation dialogues of `facts` facts through `memory`; shares over all of them."""
     rng = random.Random(seed)
-    hits = {k: [] for k in ("pointer", "decode", "key@1", "key@4", "hidden@1", "hidden@4", "sentence@1", "sentence@4")}
+    hits = {k: [] for k in ("pointer", "decode", "key@1", "key@4", "hidden@1", "hidden@4", "sentence@1", "sentence@4",
+                            *NOTE_KEYS)}
     reached = {t: [0, 0] for t in THRESHOLDS}  # threshold -> [right, all]
     for d in range(dialogues):
         episode = gen.episode(rng, facts, corrections=facts // 5)
@@ -66,6 +77,12 @@ def score(memory: ChatMemory, encoder: SentenceEncoder, gen: TeachRecall, facts:
                     order = sorted(sims, key=sims.__getitem__, reverse=True)
                     hits[f"{name}@1"].append(order[0] == gold)
                     hits[f"{name}@4"].append(gold in order[:4])
+                said = [j for j in range(i) if not episode.steps[j].is_question]
+                closeness = [float(sentence[i] @ sentence[j]) for j in said]
+                kind = "corrected" if step.tag == "corrected" else "others"
+                hits[f"closest_{kind}"].append(said[max(range(len(said)), key=closeness.__getitem__)] == gold)
+                ranked = rank_notes([(j, episode.steps[j].text, c) for j, c in zip(said, closeness)], cue_words(step.text), margin)
+                hits[f"note_{kind}"].append(said[ranked[0]] == gold)
                 continue
             if step.fact:
                 hits["pointer"].append(out.write.value.rstrip(".") == step.fact.value)
@@ -106,7 +123,8 @@ def main() -> None:
     for checkpoint in checkpoints:
         memory = ChatMemory.from_checkpoint(ROOT / checkpoint, controller, cfg=cfg.neural_memory,
                                             consolidation=cfg.consolidation)
-        results[Path(checkpoint).stem] = {str(n): score(memory, encoder, gen, n, dialogues, args.seed) for n in sizes}
+        results[Path(checkpoint).stem] = {str(n): score(memory, encoder, gen, n, dialogues, args.seed,
+                                                                cfg.chat.note_recency_margin) for n in sizes}
 
     pct = lambda v: "-" if v is None else f"{100 * v:.1f}%"  # noqa: E731
     print(f"{dialogues} validation dialogues per size; seed {args.seed}\n")
@@ -116,6 +134,12 @@ def main() -> None:
         for n, r in by_size.items():
             print(f"| {name} | {n} | {r['questions']} | {pct(r['pointer'])} | {pct(r['decode'])} | {pct(r['key@1'])} "
                   f"| {pct(r['key@4'])} | {pct(r['hidden@1'])} | {pct(r['hidden@4'])} | {pct(r['sentence@1'])} | {pct(r['sentence@4'])} |")
+    first = next(iter(results.values()))  # the note does not depend on the checkpoint
+    print(f"\nThe note (MiniLM closeness, margin {cfg.chat.note_recency_margin}):\n")
+    print("| facts | corrected: closest | corrected: note | others: closest | others: note |")
+    print("|---|---|---|---|---|")
+    for n, r in first.items():
+        print(f"| {n} | " + " | ".join(pct(r[k]) for k in ("closest_corrected", "note_corrected", "closest_others", "note_others")) + " |")
     print("\n| checkpoint | facts | " + " | ".join(f"supersede@{t}: right/marked" for t in THRESHOLDS) + " |")
     print("|---|---|" + "---|" * len(THRESHOLDS))
     for name, by_size in results.items():

@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 
 from memory.interface import MemoryModel, unit_keys
-from memory.memoria import Engram, EngramType, Memoria, lifespan_delta, stored_version, text_words
+from memory.memoria import Engram, EngramType, Memoria, lifespan_delta, stored_version
 from memory.neural_chat import ChatMemory, SentenceStep, WriteRecord
 from memory.retrieval import RetrievalIndex, SentenceEncoder
 from memory.store import Store, Turn
@@ -44,7 +44,7 @@ from vocab import ElasticVocab
 from .config import Config, load_config
 from .controller import Controller, Generation, ModelLoadError, model_tag
 from .memory_file import EngramEntry, MemoryFile, WriteEntry
-from .prompt import ForgetRequest, chat_messages, cue_words, forget_request, is_question, split_sentences
+from .prompt import ForgetRequest, chat_messages, cue_words, forget_request, is_question, rank_notes, split_sentences
 
 log = logging.getLogger(__name__)
 
@@ -311,13 +311,9 @@ class Agent:
         """Sentences to show the model, oldest first, and the engram each came from.
 
         Without an engram store, the sentences holding the neural memory's confident
-        reads. Otherwise, of the reminded statements at least chat.note_min_similarity
-        close (cosine) to the turn, those that mention the most of the message's names
-        (`cues`) come first: a question about Oriel is answered from what was said about
-        Oriel, not from the look-alike fact about someone else that MiniLM finds closer.
-        Among them, those within chat.note_recency_margin of the closest go newest first
-        (a correction is about as close to the question as what it corrects, and comes
-        later), then by closeness; up to chat.max_notes, shown oldest first.
+        reads. Otherwise the reminded statements at least chat.note_min_similarity close
+        (cosine) to the turn, in `rank_notes` order (those naming whom the message is
+        about, the newest of the nearly closest first), up to chat.max_notes.
         """
         chosen: dict[str, tuple[int, int | None]] = {}  # text -> (turn, engram)
         if self.memoria is None:
@@ -329,19 +325,8 @@ class Agent:
             (engram, close) for engram, close in zip(reminded, closeness)
             if engram.text and not is_question(engram.text) and close >= self.cfg.chat.note_min_similarity
         ]
-        named = {e.id: len(text_words(e.text) & set(cues)) for e, _ in eligible}
-        most = max(named.values(), default=0)
-        group = [ec for ec in eligible if named[ec[0].id] == most]
-        best = max((close for _, close in group), default=0.0)
-        near = best - self.cfg.chat.note_recency_margin
-
-        def rank(ec: tuple[Engram, float]) -> tuple:
-            engram, close = ec
-            if named[engram.id] < most:
-                return (2, -close)
-            return (0, -engram.id) if close >= near else (1, -close)
-
-        for engram, _ in sorted(eligible, key=rank):
+        order = rank_notes([(e.id, e.text, close) for e, close in eligible], cues, self.cfg.chat.note_recency_margin)
+        for engram, _ in (eligible[i] for i in order):
             if len(chosen) >= self.cfg.chat.max_notes:
                 break
             chosen.setdefault(engram.text, (engram.turn or 0, engram.id))

@@ -11,7 +11,10 @@ learns exactly the layout it meets in chat.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
+
+from memory.memoria import text_words
 
 # A sentence ends at . ! or ? followed by space, or at a line break; "e.g. 5.5" stays whole.
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'])|\n+")
@@ -92,6 +95,29 @@ def cue_words(text: str) -> tuple[str, ...]:
         if (w.isdigit() or w[0].isupper()) and w.lower() not in _NOT_NAMES and w.lower() not in words and w != "s":
             words.append(w.lower())
     return tuple(words)
+
+
+def rank_notes(candidates: Sequence[tuple[int, str, float]], cues: Sequence[str], margin: float) -> list[int]:
+    """Candidate statements in the order they become notes: indices into `candidates`.
+
+    candidates: (engram id, higher = newer; text; cosine closeness to the message).
+    Those that mention the most of `cues` (the message's names) come first: a question
+    about Oriel is answered from what was said about Oriel, not from the look-alike fact
+    about someone else that is closer. Among them, those within `margin` of the closest
+    go newest first (a correction is about as close to the question as what it corrects,
+    and comes later), then by closeness; the others last, by closeness.
+    """
+    named = [len(text_words(text) & set(cues)) for _, text, _ in candidates]
+    most = max(named, default=0)
+    best = max((close for (_, _, close), n in zip(candidates, named) if n == most), default=0.0)
+
+    def rank(i: int) -> tuple:
+        engram, _, close = candidates[i]
+        if named[i] < most:
+            return (2, -close)
+        return (0, -engram) if close >= best - margin else (1, -close)
+
+    return sorted(range(len(candidates)), key=rank)
 
 
 def system_message(system_prompt: str, notes: list[str]) -> str:

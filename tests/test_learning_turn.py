@@ -14,6 +14,7 @@ import torch
 
 from chatbot import Agent, load_config
 from chatbot.agent import MEMORY_STAGES
+from chatbot.prompt import cue_words
 from memory.memoria import Engram, EngramType
 from memory.store import Store
 
@@ -353,3 +354,19 @@ def test_a_question_recalls_by_name_what_was_said_among_look_alike_facts(tmp_pat
     reply = list(agent.chat_stream("bob", "Who does Bram work for?"))[-1]
     assert reply.memory["notes"] == ["Bram works at Bobcorp."]
     agent.close()
+
+
+@pytest.mark.parametrize(
+    ("message", "cues"),
+    [
+        ("Where does Oriel live?", ("oriel",)),
+        ("What's Alahia's pet's name?", ("alahia",)),
+        ("Remind me of Maize's locker code.", ("maize",)),
+        ("Tell me what Bram and Kora said.", ("bram", "kora")),
+        ("Remember: my PIN is 4411.", ("pin", "4411")),
+        ("I went for a long walk yesterday.", ()),
+        ("How are you? What do you know?", ()),
+    ],
+)
+def test_cue_words_are_the_names_and_numbers_a_message_mentions(message, cues):
+    assert cue_words(message) == cues
