@@ -166,7 +166,7 @@ def adapter_stage(cfg: Config, accelerator: Accelerator) -> Stage:
             replies(prompt)
     replies = ReplyCache(at.replies_cache, base_reply)
     examples = training_examples(names, cfg.chat.system_prompt, dialogues=at.dialogues, max_facts=at.max_facts,
-                                 seed=mt.seed, split="train", reply_of=replies)
+                                 seed=mt.seed, split="train", reply_of=replies, history_turns=at.history_turns)
     data = [_tokenized(tokenizer, e.messages, e.reply) for e in examples]
     layers = controller.model.config.num_hidden_layers
     lora = adapter_config(rank=at.rank, alpha=at.alpha, dropout=at.dropout, targets=at.targets,
@@ -222,7 +222,8 @@ def score_adapter(model: nn.Module, controller: Controller, cfg: Config, names: 
     at = cfg.meta_train.adapter
     model.eval()
     examples = training_examples(names, cfg.chat.system_prompt, dialogues=at.eval_dialogues, max_facts=at.max_facts,
-                                 seed=cfg.meta_train.seed + 1, split="val", reply_of=replies)
+                                 seed=cfg.meta_train.seed + 1, split="val", reply_of=replies,
+                                 history_turns=at.history_turns)
     gen = GenerationConfig(max_new_tokens=at.max_new_tokens)
     tally: dict[str, list[bool]] = {}
     for e in examples:
@@ -375,6 +376,7 @@ def main(argv: list[str] | None = None) -> None:
         }
         record.update(stage.export(accelerator.unwrap_model(model), record))
         print(json.dumps({"exported": mt.export_path, **record}))
+    accelerator.wait_for_everyone()  # the other ranks must not tear the process group down while the main one exports
     accelerator.end_training()
 
 

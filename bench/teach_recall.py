@@ -206,7 +206,7 @@ def main() -> None:
 
     sizes = [f"acc_{n}" for n in plan]
     print(f"Teach-and-recall through the chatbot ({', '.join(f'{len(e)} dialogue(s) of {n} facts' for n, e in plan.items())}; "
-          f"{len(restart)} restart dialogue(s) of {len(restart[0].questions)} facts); controller: {base.model.source} "
+          f"{len(restart)} restart dialogue(s) of {RESTART_FACTS} facts); controller: {base.model.source} "
           f"{base.model.package}{' + adapter' if base.model.adapter else ''}; test split; torch threads {torch.get_num_threads()}")
     header = f"| system | {' | '.join(sizes)} | latest value | after restart | notes hit | memory share | ms/turn |"
     print(header)
