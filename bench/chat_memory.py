@@ -71,17 +71,17 @@ def score(memory: ChatMemory, encoder: SentenceEncoder, gen: TeachRecall, facts:
             if step.is_question:
                 gold = step.support[0] - 1
                 hits["decode"].append(out.recall.word == step.answer)
+                by_sentence = {j: float(sentence[i] @ sentence[j]) for j in keys}
                 for name, sims in (("key", {j: float(key @ k) for j, k in keys.items()}),
                                    ("hidden", {j: float(hidden[i] @ hidden[j]) for j in keys}),
-                                   ("sentence", {j: float(sentence[i] @ sentence[j]) for j in keys})):
+                                   ("sentence", by_sentence)):
                     order = sorted(sims, key=sims.__getitem__, reverse=True)
                     hits[f"{name}@1"].append(order[0] == gold)
                     hits[f"{name}@4"].append(gold in order[:4])
-                said = [j for j in range(i) if not episode.steps[j].is_question]
-                closeness = [float(sentence[i] @ sentence[j]) for j in said]
                 kind = "corrected" if step.tag == "corrected" else "others"
-                hits[f"closest_{kind}"].append(said[max(range(len(said)), key=closeness.__getitem__)] == gold)
-                ranked = rank_notes([(j, episode.steps[j].text, c) for j, c in zip(said, closeness)], cue_words(step.text), margin)
+                hits[f"closest_{kind}"].append(max(by_sentence, key=by_sentence.__getitem__) == gold)
+                said = list(by_sentence)  # every earlier statement, oldest first
+                ranked = rank_notes([(j, episode.steps[j].text, by_sentence[j]) for j in said], cue_words(step.text), margin)
                 hits[f"note_{kind}"].append(said[ranked[0]] == gold)
                 continue
             if step.fact:
@@ -139,7 +139,7 @@ def main() -> None:
     print("| facts | corrected: closest | corrected: note | others: closest | others: note |")
     print("|---|---|---|---|---|")
     for n, r in first.items():
-        print(f"| {n} | " + " | ".join(pct(r[k]) for k in ("closest_corrected", "note_corrected", "closest_others", "note_others")) + " |")
+        print(f"| {n} | " + " | ".join(pct(r[k]) for k in NOTE_KEYS) + " |")
     print("\n| checkpoint | facts | " + " | ".join(f"supersede@{t}: right/marked" for t in THRESHOLDS) + " |")
     print("|---|---|" + "---|" * len(THRESHOLDS))
     for name, by_size in results.items():

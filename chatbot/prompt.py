@@ -31,10 +31,10 @@ _STOP = {
 _NOT_NAMES = _STOP | {
     "where", "who", "whom", "whose", "which", "when", "why", "how", "do", "does", "did", "can", "could", "would",
     "will", "tell", "remind", "name", "recall", "remember", "know", "note", "learn", "forget", "hi", "hello", "hey",
-    "thanks", "thank", "yes", "no", "ok", "okay", "oh", "well", "so", "but", "also", "actually", "now", "and", "or",
-    "he", "she", "they", "we", "his", "her", "their", "our", "your", "its", "there", "here", "who's", "what's",
+    "thanks", "thank", "yes", "no", "ok", "okay", "oh", "well", "so", "but", "also", "actually", "now", "or",
+    "he", "she", "they", "we", "his", "her", "their", "our", "your", "its", "there", "here",
 }
-_CUE = re.compile(r"[^\W_]+")
+_WORD = re.compile(r"[^\W_]+")
 
 NOTES_HEADER = "What the user told you earlier, oldest first:"
 
@@ -80,7 +80,7 @@ def forget_request(text: str) -> ForgetRequest | None:
     what = m.group("what").strip()
     if not what or _EVERYTHING.match(what):
         return ForgetRequest(True, ())
-    content = tuple(w for w in re.findall(r"[^\W_]+", what) if w.lower() not in _STOP)
+    content = tuple(w for w in _WORD.findall(what) if w.lower() not in _STOP)
     # "Oriel's" names Oriel: the possessive is not a word of its own
     content = tuple(w for w in content if w.lower() != "s")
     return ForgetRequest(False, content)
@@ -91,8 +91,8 @@ def cue_words(text: str) -> tuple[str, ...]:
     than question words and the like) and digits. A memory that mentions them is
     recalled by them ("Where does Oriel live?" cues every sentence about Oriel)."""
     words = []
-    for w in _CUE.findall(text):
-        if (w.isdigit() or w[0].isupper()) and w.lower() not in _NOT_NAMES and w.lower() not in words and w != "s":
+    for w in _WORD.findall(text):
+        if (w.isdigit() or w[0].isupper()) and w.lower() not in _NOT_NAMES and w.lower() not in words:
             words.append(w.lower())
     return tuple(words)
 

@@ -40,8 +40,8 @@ def test_a_taught_fact_is_recalled_in_a_new_conversation_and_after_a_restart(mak
 
 
 def test_a_correction_is_answered_with_the_new_value(make_agent):
-    # supersession is off: the correction wins because its sentence is the closest note
-    # (bench/teach_recall.py measures how often that holds: latest-value accuracy)
+    # supersession is off: the correction wins as the newest statement naming Bram near the
+    # closest (bench/teach_recall.py measures how often that holds: latest-value accuracy)
     agent = make_agent()
     agent.chat("jo", "Bram works at Quillmere.")
     agent.chat("jo", "Tell me a joke.")
