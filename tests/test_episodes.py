@@ -126,8 +126,8 @@ def test_two_hundred_fact_dialogues_have_unique_values(generators):
     assert len({q.answer for q in episode.questions}) == 200
 
 
-def test_teach_recall_questions_point_at_the_statement_that_last_set_the_fact():
-    gen = TeachRecall("train", NAMES)
+def test_teach_recall_questions_point_at_the_statement_that_last_set_the_fact(generators):
+    gen = generators["train"]
     episode = gen.episode(random.Random(3), 12, corrections=4)
     for question in episode.questions:
         (line_id,) = question.support
