@@ -165,8 +165,10 @@ def adapter_stage(cfg: Config, accelerator: Accelerator) -> Stage:
         for prompt in GENERAL + TeachRecall("train", names).chat + TeachRecall("val", names).chat:
             replies(prompt)
     replies = ReplyCache(at.replies_cache, base_reply)
+    babi = babi_file(mt.data_dir, 1, "train", mt.babi_set) if at.babi_share > 0 else None
     examples = training_examples(names, cfg.chat.system_prompt, dialogues=at.dialogues, max_facts=at.max_facts,
-                                 seed=mt.seed, split="train", reply_of=replies, history_turns=at.history_turns)
+                                 seed=mt.seed, split="train", reply_of=replies, history_turns=at.history_turns,
+                                 babi_file=babi, babi_share=at.babi_share)
     data = [_tokenized(tokenizer, e.messages, e.reply) for e in examples]
     layers = controller.model.config.num_hidden_layers
     lora = adapter_config(rank=at.rank, alpha=at.alpha, dropout=at.dropout, targets=at.targets,

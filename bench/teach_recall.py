@@ -15,6 +15,7 @@ fact's latest value (case-insensitive). The systems differ only in their config:
   memoria_only  engrams reminded by Memoria; no neural memory
   neural_only   the neural memory's recalled sentence; no engram store
   full_system   both, with consolidation (the product's default)
+  full_unspelled  the full system without the note-spelling bias (generation.note_spelling_bias 0)
 
 Also measured: accuracy after a restart between teaching and asking (a new Agent
 on the same SQLite file), the share of questions whose teaching sentence was in the
@@ -56,6 +57,7 @@ SYSTEMS = {
     "memoria_only": {"neural_memory.enabled": False},
     "neural_only": {"memoria.enabled": False},
     "full_system": {},
+    "full_unspelled": {"generation.note_spelling_bias": 0.0},
 }
 SIZES = (10, 50, 200)
 RESTART_FACTS = 20

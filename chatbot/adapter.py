@@ -13,7 +13,11 @@ memory in the system message, recent turns, the new message. Its targets:
     says without notes (its own greedy reply, distilled), so that the adapter
     leaves the rest of its behaviour alone.
 Dialogues come from the teach-and-recall generator's train split; general questions
-are split in two so the held-out part measures what the adapter changed.
+are split in two so the held-out part measures what the adapter changed. Optionally
+a share of bAbI task 1 questions ("Where is Mary?") answered from several notes on
+the same person, the newest of which holds the answer: more ways of saying that
+someone moved than the train split's templates, and practice at letting the latest
+statement win.
 
 Only decoder layers from `from_layer` on are adapted, so the hidden states the
 memory interface reads (layer `interface.feature_layer`) stay as it was trained on.
@@ -31,7 +35,7 @@ from pathlib import Path
 import torch
 from transformers import PreTrainedModel
 
-from memory.episodes import Episode, TeachRecall
+from memory.episodes import Episode, TeachRecall, load_babi
 
 from .prompt import chat_messages
 
@@ -155,6 +159,29 @@ def dialogue_examples(
     return out
 
 
+def babi_examples(path: str | Path, system_prompt: str, rng: random.Random, count: int) -> list[Example]:
+    """`count` examples from the bAbI task 1 file at `path` (one supporting fact per question).
+
+    Notes: up to three of the story's statements so far about the asked person, the
+    last of which answers, among up to two about others, in story order.
+    """
+    questions = []
+    for episode in load_babi(path, 1):
+        for i, step in enumerate(episode.steps):
+            if step.is_question:
+                questions.append((episode.steps[:i], step))
+    out = []
+    for before, step in rng.sample(questions, min(count, len(questions))):
+        said = [s.text for s in before if not s.is_question]
+        person = step.text.split()[-1].rstrip("?")
+        about = [s for s in said if s.split()[0] == person][-rng.randint(1, 3):]
+        others = [s for s in said if s.split()[0] != person]
+        notes = sorted(about + rng.sample(others, min(rng.randint(0, 2), len(others))), key=said.index)
+        reply = f"{person} is in the {step.answer}."
+        out.append(Example(chat_messages(system_prompt, notes, [], step.text), reply, "answer", step.answer))
+    return out
+
+
 def distilled_examples(
     prompts: list[str], said: list[str], system_prompt: str, reply_of: Callable[[str], str], rng: random.Random, count: int
 ) -> list[Example]:
@@ -170,8 +197,10 @@ def distilled_examples(
 def training_examples(
     names_file: str | Path, system_prompt: str, *, dialogues: int, max_facts: int, seed: int, split: str,
     reply_of: Callable[[str], str], distilled_share: float = 0.2, history_turns: int = 8,
+    babi_file: str | Path | None = None, babi_share: float = 0.0,
 ) -> list[Example]:
-    """The adapter's examples from `dialogues` generated dialogues of `split`, plus distilled ones."""
+    """The adapter's examples from `dialogues` generated dialogues of `split`, plus distilled
+    ones and, with `babi_file` (bAbI task 1), a `babi_share` of bAbI questions."""
     gen = TeachRecall(split, names_file)
     rng = random.Random(seed)
     examples, said = [], []
@@ -183,6 +212,8 @@ def training_examples(
     general = GENERAL[:GENERAL_TRAIN] if split == "train" else GENERAL[GENERAL_TRAIN:]
     count = int(distilled_share * len(examples) / (1 - distilled_share))
     examples += distilled_examples(general, said, system_prompt, reply_of, rng, count)
+    if babi_file is not None and babi_share > 0:
+        examples += babi_examples(babi_file, system_prompt, rng, int(babi_share * len(examples) / (1 - babi_share)))
     rng.shuffle(examples)
     return examples
 

@@ -419,7 +419,8 @@ class Agent:
         ids, spans = self._prompt_ids(conversation_id, text, note_texts)
         report = Generation()
         with clock.stage("generate"):
-            for piece in self.controller.generate(ids, soft_prefix=prefix, gen=self.cfg.generation, spans=spans, report=report):
+            for piece in self.controller.generate(ids, soft_prefix=prefix, gen=self.cfg.generation, spans=spans, report=report,
+                                                  notes=note_texts):
                 reply.text += piece
                 yield reply
         clock.seconds["generate"] -= report.attention_seconds

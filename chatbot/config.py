@@ -61,6 +61,7 @@ class GenerationConfig:
     do_sample: bool = False  # greedy when false, so replies are reproducible
     temperature: float = 0.7  # only used when sampling
     top_p: float = 0.9  # only used when sampling
+    note_spelling_bias: float = 0.0  # logit added to the next piece of a word the reply is spelling as a note does; 0 = off
 
 
 @dataclass
@@ -98,6 +99,7 @@ class AdapterTrainConfig:
     dialogues: int = 400  # generated train-split dialogues the examples come from
     max_facts: int = 12  # most facts per dialogue
     history_turns: int = 8  # most earlier turns in an example's prompt (as chat.history_turns shows in chat)
+    babi_share: float = 0.0  # fraction of examples from bAbI task 1 stories (several notes on one person, the newest wins); 0 = none
     eval_dialogues: int = 20  # val-split dialogues scored after training
     max_new_tokens: int = 48  # longest distilled base reply
     replies_cache: str = "data/adapter/base_replies.json"  # the base model's distilled replies, computed once

@@ -19,6 +19,7 @@ import hashlib
 import importlib.metadata
 import logging
 import os
+import re
 import shutil
 import threading
 import time
@@ -33,6 +34,8 @@ from transformers import (
     AutoTokenizer,
     LlamaConfig,
     LlamaForCausalLM,
+    LogitsProcessor,
+    LogitsProcessorList,
     PreTrainedModel,
     PreTrainedTokenizerBase,
     StoppingCriteria,
@@ -45,6 +48,40 @@ from vocab import ElasticVocab
 from .config import GenerationConfig, ModelConfig
 
 log = logging.getLogger(__name__)
+
+
+class NoteSpelling(LogitsProcessor):
+    """Helps the reply finish a word the way a note spells it.
+
+    Invented names split into several tokens (" Ros" "iac" "rest"); the small model
+    starts them right and often ends them its own way ("Rosiac", "Marouillac"). When
+    the reply's last tokens are the first pieces of a word in the notes, the word's
+    next piece gets `bias` added to its logit. Nothing else changes: a reply that does
+    not start a note's word is generated as without notes.
+
+    Args:
+        words: token ids of each note word (as the model sees them, elastic merges included).
+        bias: added to the logit of each next piece.
+    """
+
+    def __init__(self, words: Sequence[Sequence[int]], bias: float) -> None:
+        self.bias = bias
+        self.next: dict[tuple[int, ...], set[int]] = {}  # a word's first k pieces -> its piece k+1
+        for word in words:
+            for k in range(1, len(word)):
+                self.next.setdefault(tuple(word[:k]), set()).add(word[k])
+        self.longest = max((len(p) for p in self.next), default=0)
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        """input_ids: [B, T] so far; scores: [B, V] next-token logits (changed in place and returned)."""
+        for row in range(input_ids.shape[0]):
+            seen = input_ids[row, -self.longest:].tolist() if self.longest else []
+            for k in range(len(seen), 0, -1):  # the longest matching word start decides
+                following = self.next.get(tuple(seen[-k:]))
+                if following:
+                    scores[row, list(following)] += self.bias
+                    break
+        return scores
 
 
 class ModelLoadError(RuntimeError):
@@ -282,6 +319,17 @@ class Controller:
             search_from = at + len(text) if at >= 0 else search_from
         return torch.tensor([encoded["input_ids"]]), spans
 
+    def note_words(self, notes: Sequence[str]) -> list[list[int]]:
+        """Token ids of every word of `notes` as a reply would spell it: after a space and,
+        for a reply that starts with it, without one (elastic merges applied)."""
+        words = {w for note in notes for w in re.findall(r"[^\W_]+", note)}
+        out = []
+        for word in sorted(words):
+            for text in (" " + word, word):
+                ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+                out.append(self.vocab.merge(ids) if self.vocab is not None else ids)
+        return out
+
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
@@ -351,6 +399,7 @@ class Controller:
         seed: int | None = None,
         spans: Sequence[tuple[int, int]] = (),
         report: Generation | None = None,
+        notes: Sequence[str] = (),
     ) -> Iterator[str]:
         """Stream the reply to `input_ids` as text pieces, stopping at EOS.
 
@@ -363,6 +412,8 @@ class Controller:
             spans: [start, end) ranges of `input_ids` positions whose share of the reply's
                 attention `report.span_attention` receives.
             report: filled in with token counts, timings and span attention when the stream ends.
+            notes: texts whose words the reply should spell as they do (`NoteSpelling`,
+                at `gen.note_spelling_bias`; nothing when it is 0).
         """
         gen = gen or GenerationConfig()
         report = report if report is not None else Generation()
@@ -377,6 +428,8 @@ class Controller:
             pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
             return_dict_in_generate=True,
         )
+        if notes and gen.note_spelling_bias:
+            kwargs.update(logits_processor=LogitsProcessorList([NoteSpelling(self.note_words(notes), gen.note_spelling_bias)]))
         if gen.do_sample:
             kwargs.update(temperature=gen.temperature, top_p=gen.top_p)
         else:  # the model's generation_config may carry sampling defaults that greedy ignores noisily

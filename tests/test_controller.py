@@ -5,7 +5,7 @@ import torch
 
 from chatbot import Controller, ModelLoadError, load_config
 from chatbot.config import GenerationConfig, ModelConfig
-from chatbot.controller import _convert_gguf, find_package_gguf
+from chatbot.controller import NoteSpelling, _convert_gguf, find_package_gguf
 
 from .conftest import TINY
 
@@ -142,3 +142,26 @@ def test_local_model_dir_loads(tmp_path, tiny_controller):
     local = Controller.from_config(ModelConfig(source="local", path=str(directory)))
     ids = prompt(local)
     assert "".join(local.generate(ids, gen=GREEDY)) == "".join(tiny_controller.generate(ids, gen=GREEDY))
+
+
+def test_note_spelling_boosts_only_the_next_piece_of_a_started_note_word(tiny_controller):
+    tok = tiny_controller.tokenizer
+    word = tok(" Rosiacrest", add_special_tokens=False)["input_ids"]
+    assert len(word) >= 3  # an invented name in several pieces, as in chat
+    assert word in tiny_controller.note_words(["Madelyne switched to Rosiacrest."])
+    spelling = NoteSpelling(tiny_controller.note_words(["Madelyne switched to Rosiacrest."]), 4.0)
+    size = tiny_controller.model.config.vocab_size
+    reply = tok(" works at", add_special_tokens=False)["input_ids"]
+    for k in range(1, len(word)):  # after each started prefix: the word's next piece, and only it
+        scores = spelling(torch.tensor([reply + word[:k]]), torch.zeros(1, size))
+        assert scores[0, word[k]] == 4.0 and scores.sum() == 4.0
+    untouched = spelling(torch.tensor([reply]), torch.zeros(1, size))
+    assert not untouched.any()  # " at" starts no multi-piece note word
+    assert not NoteSpelling([], 4.0)(torch.tensor([reply]), torch.zeros(1, size)).any()
+
+
+def test_generation_with_notes_and_no_bias_is_unchanged(tiny_controller):
+    ids = prompt(tiny_controller)
+    plain = "".join(tiny_controller.generate(ids, gen=GREEDY))
+    off = "".join(tiny_controller.generate(ids, gen=GREEDY, notes=["Madelyne switched to Rosiacrest."]))
+    assert off == plain
