@@ -19,7 +19,6 @@ import hashlib
 import importlib.metadata
 import logging
 import os
-import re
 import shutil
 import threading
 import time
@@ -46,6 +45,7 @@ from transformers import (
 from vocab import ElasticVocab
 
 from .config import GenerationConfig, ModelConfig
+from .prompt import words
 
 log = logging.getLogger(__name__)
 
@@ -60,14 +60,14 @@ class NoteSpelling(LogitsProcessor):
     not start a note's word is generated as without notes.
 
     Args:
-        words: token ids of each note word (as the model sees them, elastic merges included).
+        word_ids: token ids of each note word (as the model sees them, elastic merges included).
         bias: added to the logit of each next piece.
     """
 
-    def __init__(self, words: Sequence[Sequence[int]], bias: float) -> None:
+    def __init__(self, word_ids: Sequence[Sequence[int]], bias: float) -> None:
         self.bias = bias
         self.next: dict[tuple[int, ...], set[int]] = {}  # a word's first k pieces -> its piece k+1
-        for word in words:
+        for word in word_ids:
             for k in range(1, len(word)):
                 self.next.setdefault(tuple(word[:k]), set()).add(word[k])
         self.longest = max((len(p) for p in self.next), default=0)
@@ -322,9 +322,8 @@ class Controller:
     def note_words(self, notes: Sequence[str]) -> list[list[int]]:
         """Token ids of every word of `notes` as a reply would spell it: after a space and,
         for a reply that starts with it, without one (elastic merges applied)."""
-        words = {w for note in notes for w in re.findall(r"[^\W_]+", note)}
         out = []
-        for word in sorted(words):
+        for word in sorted({w for note in notes for w in words(note)}):
             for text in (" " + word, word):
                 ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
                 out.append(self.vocab.merge(ids) if self.vocab is not None else ids)

@@ -39,6 +39,11 @@ _WORD = re.compile(r"[^\W_]+")
 NOTES_HEADER = "What the user told you earlier, oldest first:"
 
 
+def words(text: str) -> list[str]:
+    """The text's words as written: runs of letters and digits ("Oriel's" -> "Oriel", "s")."""
+    return _WORD.findall(text)
+
+
 def split_sentences(text: str) -> list[str]:
     """The message's sentences, stripped, empty ones dropped."""
     return [s.strip() for s in _SENTENCE_END.split(text.strip()) if s and s.strip()]
@@ -80,7 +85,7 @@ def forget_request(text: str) -> ForgetRequest | None:
     what = m.group("what").strip()
     if not what or _EVERYTHING.match(what):
         return ForgetRequest(True, ())
-    content = tuple(w for w in _WORD.findall(what) if w.lower() not in _STOP)
+    content = tuple(w for w in words(what) if w.lower() not in _STOP)
     # "Oriel's" names Oriel: the possessive is not a word of its own
     content = tuple(w for w in content if w.lower() != "s")
     return ForgetRequest(False, content)
@@ -90,11 +95,11 @@ def cue_words(text: str) -> tuple[str, ...]:
     """The names and numbers a message mentions, lowercased: capitalized words (other
     than question words and the like) and digits. A memory that mentions them is
     recalled by them ("Where does Oriel live?" cues every sentence about Oriel)."""
-    words = []
-    for w in _WORD.findall(text):
-        if (w.isdigit() or w[0].isupper()) and w.lower() not in _NOT_NAMES and w.lower() not in words:
-            words.append(w.lower())
-    return tuple(words)
+    cues: list[str] = []
+    for w in words(text):
+        if (w.isdigit() or w[0].isupper()) and w.lower() not in _NOT_NAMES and w.lower() not in cues:
+            cues.append(w.lower())
+    return tuple(cues)
 
 
 def rank_notes(candidates: Sequence[tuple[int, str, float]], cues: Sequence[str], margin: float) -> list[int]:

@@ -30,8 +30,9 @@ def test_babi_examples_answer_from_the_newest_note_on_the_person(tmp_path):
     path.write_text(STORY)
     examples = babi_examples(path, "You are a helpful assistant.", random.Random(0), 10)
     assert len(examples) == 4  # every question once, however many are asked for
-    for _ in range(20):  # any sampling of notes keeps the rules
-        for e in babi_examples(path, "You are a helpful assistant.", random.Random(_), 4):
+    said = STORY.split("\n")
+    for seed in range(20):  # any sampling of notes keeps the rules
+        for e in babi_examples(path, "You are a helpful assistant.", random.Random(seed), 4):
             question = e.messages[-1]["content"]
             person = question.split()[-1].rstrip("?")
             notes = notes_of(e)
@@ -39,7 +40,6 @@ def test_babi_examples_answer_from_the_newest_note_on_the_person(tmp_path):
             assert about and e.value in about[-1]  # the newest note on the person answers
             assert e.reply == f"{person} is in the {e.value}." and e.kind == "answer"
             assert len(about) <= 3 and len(notes) - len(about) <= 2
-            said = STORY.split("\n")
             order = [next(i for i, line in enumerate(said) if n in line) for n in notes]
             assert order == sorted(order)  # oldest first, as chat shows notes
             if e.value == "bathroom":  # the first question: nothing said after it is a note
