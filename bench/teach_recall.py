@@ -16,6 +16,7 @@ fact's latest value (case-insensitive). The systems differ only in their config:
   neural_only   the neural memory's recalled sentence; no engram store
   full_system   both, with consolidation (the product's default)
   full_unspelled  the full system without the note-spelling bias (generation.note_spelling_bias 0)
+  full_unanswered the full system without the answer bias (generation.note_answer_bias 0)
 
 Also measured: accuracy after a restart between teaching and asking (a new Agent
 on the same SQLite file), the share of questions whose teaching sentence was in the
@@ -58,6 +59,7 @@ SYSTEMS = {
     "neural_only": {"memoria.enabled": False},
     "full_system": {},
     "full_unspelled": {"generation.note_spelling_bias": 0.0},
+    "full_unanswered": {"generation.note_answer_bias": 0.0},
 }
 SIZES = (10, 50, 200)
 RESTART_FACTS = 20

@@ -44,7 +44,9 @@ from vocab import ElasticVocab
 from .config import Config, load_config
 from .controller import Controller, Generation, ModelLoadError, model_tag
 from .memory_file import EngramEntry, MemoryFile, WriteEntry
-from .prompt import ForgetRequest, chat_messages, cue_words, forget_request, is_question, rank_notes, split_sentences
+from .prompt import (
+    ForgetRequest, answer_words, chat_messages, cue_words, forget_request, is_question, rank_notes, split_sentences,
+)
 
 log = logging.getLogger(__name__)
 
@@ -420,7 +422,7 @@ class Agent:
         report = Generation()
         with clock.stage("generate"):
             for piece in self.controller.generate(ids, soft_prefix=prefix, gen=self.cfg.generation, spans=spans, report=report,
-                                                  notes=note_texts):
+                                                  notes=note_texts, answer_words=answer_words(text, note_texts)):
                 reply.text += piece
                 yield reply
         clock.seconds["generate"] -= report.attention_seconds

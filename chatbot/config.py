@@ -62,6 +62,7 @@ class GenerationConfig:
     temperature: float = 0.7  # only used when sampling
     top_p: float = 0.9  # only used when sampling
     note_spelling_bias: float = 0.0  # logit added to the next piece of a word the reply is spelling as a note does; 0 = off
+    note_answer_bias: float = 0.0  # logit added to the first piece of the rare words of notes that answer a question; 0 = off
 
 
 @dataclass

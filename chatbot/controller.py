@@ -33,8 +33,6 @@ from transformers import (
     AutoTokenizer,
     LlamaConfig,
     LlamaForCausalLM,
-    LogitsProcessor,
-    LogitsProcessorList,
     PreTrainedModel,
     PreTrainedTokenizerBase,
     StoppingCriteria,
@@ -48,40 +46,6 @@ from .config import GenerationConfig, ModelConfig
 from .prompt import words
 
 log = logging.getLogger(__name__)
-
-
-class NoteSpelling(LogitsProcessor):
-    """Helps the reply finish a word the way a note spells it.
-
-    Invented names split into several tokens (" Ros" "iac" "rest"); the small model
-    starts them right and often ends them its own way ("Rosiac", "Marouillac"). When
-    the reply's last tokens are the first pieces of a word in the notes, the word's
-    next piece gets `bias` added to its logit. Nothing else changes: a reply that does
-    not start a note's word is generated as without notes.
-
-    Args:
-        word_ids: token ids of each note word (as the model sees them, elastic merges included).
-        bias: added to the logit of each next piece.
-    """
-
-    def __init__(self, word_ids: Sequence[Sequence[int]], bias: float) -> None:
-        self.bias = bias
-        self.next: dict[tuple[int, ...], set[int]] = {}  # a word's first k pieces -> its piece k+1
-        for word in word_ids:
-            for k in range(1, len(word)):
-                self.next.setdefault(tuple(word[:k]), set()).add(word[k])
-        self.longest = max((len(p) for p in self.next), default=0)
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        """input_ids: [B, T] so far; scores: [B, V] next-token logits (changed in place and returned)."""
-        for row in range(input_ids.shape[0]):
-            seen = input_ids[row, -self.longest:].tolist() if self.longest else []
-            for k in range(len(seen), 0, -1):  # the longest matching word start decides
-                following = self.next.get(tuple(seen[-k:]))
-                if following:
-                    scores[row, list(following)] += self.bias
-                    break
-        return scores
 
 
 class ModelLoadError(RuntimeError):
@@ -319,15 +283,37 @@ class Controller:
             search_from = at + len(text) if at >= 0 else search_from
         return torch.tensor([encoded["input_ids"]]), spans
 
-    def note_words(self, notes: Sequence[str]) -> list[list[int]]:
-        """Token ids of every word of `notes` as a reply would spell it: after a space and,
-        for a reply that starts with it, without one (elastic merges applied)."""
-        out = []
-        for word in sorted({w for note in notes for w in words(note)}):
-            for text in (" " + word, word):
-                ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-                out.append(self.vocab.merge(ids) if self.vocab is not None else ids)
-        return out
+    def note_bias(self, notes: Sequence[str], answer_words: Sequence[str], gen: GenerationConfig) -> dict[tuple[int, ...], float]:
+        """Token-sequence biases (transformers' `sequence_bias`) that make a reply copy from its notes.
+
+        Spelling: once a reply holds the first k pieces of a word of `notes`, piece k+1
+        gets gen.note_spelling_bias; the 135M model starts invented names right and ends
+        them its own way ("Rosiacrest" -> "Rosiac"). Answering: the first piece of each
+        of `answer_words` that the base tokenizer splits (names, numbers: words the model
+        cannot know) gets gen.note_answer_bias wherever the reply is, against the values
+        of earlier answers in the conversation that it would otherwise copy.
+        Returns: {token ids (elastic merges applied): bias}; empty when nothing is biased.
+        """
+        bias: dict[tuple[int, ...], float] = {}
+        if gen.note_spelling_bias:
+            for word in {w for note in notes for w in words(note)}:
+                for text in (" " + word, word):  # mid-reply, and at the reply's start
+                    ids = self._merged(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+                    bias.update({tuple(ids[: k + 1]): gen.note_spelling_bias for k in range(1, len(ids))})
+        if gen.note_answer_bias:
+            for word in set(answer_words):
+                base = self.tokenizer(" " + word, add_special_tokens=False)["input_ids"]
+                # a number's space is a piece of its own (" 5202" -> " ", "5", "2", ...): bias its first digit
+                lead = next((i for i, t in enumerate(base) if self.tokenizer.decode([t]).strip()), len(base))
+                if len(base) - lead >= 2:
+                    for ids in (self._merged(base), self._merged(base[lead:])):
+                        if ids[0] not in base[:lead]:
+                            bias[(ids[0],)] = gen.note_answer_bias
+        return bias
+
+    def _merged(self, ids: list[int]) -> list[int]:
+        """Base token ids as the model sees them: elastic merges applied."""
+        return self.vocab.merge(ids) if self.vocab is not None else ids
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -399,6 +385,7 @@ class Controller:
         spans: Sequence[tuple[int, int]] = (),
         report: Generation | None = None,
         notes: Sequence[str] = (),
+        answer_words: Sequence[str] = (),
     ) -> Iterator[str]:
         """Stream the reply to `input_ids` as text pieces, stopping at EOS.
 
@@ -411,8 +398,8 @@ class Controller:
             spans: [start, end) ranges of `input_ids` positions whose share of the reply's
                 attention `report.span_attention` receives.
             report: filled in with token counts, timings and span attention when the stream ends.
-            notes: texts whose words the reply should spell as they do (`NoteSpelling`,
-                at `gen.note_spelling_bias`; nothing when it is 0).
+            notes: texts whose words the reply should spell as they do (`note_bias`).
+            answer_words: words of the notes a reply answering from them would hold (`note_bias`).
         """
         gen = gen or GenerationConfig()
         report = report if report is not None else Generation()
@@ -427,8 +414,9 @@ class Controller:
             pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
             return_dict_in_generate=True,
         )
-        if notes and gen.note_spelling_bias:
-            kwargs.update(logits_processor=LogitsProcessorList([NoteSpelling(self.note_words(notes), gen.note_spelling_bias)]))
+        bias = self.note_bias(notes, answer_words, gen)
+        if bias:
+            kwargs.update(sequence_bias=bias)
         if gen.do_sample:
             kwargs.update(temperature=gen.temperature, top_p=gen.top_p)
         else:  # the model's generation_config may carry sampling defaults that greedy ignores noisily

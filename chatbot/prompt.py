@@ -102,6 +102,17 @@ def cue_words(text: str) -> tuple[str, ...]:
     return tuple(cues)
 
 
+def answer_words(text: str, notes: Sequence[str]) -> list[str]:
+    """Where an answer from memory would come from: when `text` asks something and names
+    someone, the words of the notes mentioning them that `text` does not hold
+    ("Where does Oriel live?" with "Oriel moved to Quillmere." -> moved, to, Quillmere)."""
+    cues = cue_words(text)
+    if not cues or not any(is_question(s) for s in split_sentences(text)):
+        return []
+    asked = {w.lower() for w in words(text)}
+    return [w for note in notes if text_words(note) & set(cues) for w in words(note) if w.lower() not in asked]
+
+
 def rank_notes(candidates: Sequence[tuple[int, str, float]], cues: Sequence[str], margin: float) -> list[int]:
     """Candidate statements in the order they become notes: indices into `candidates`.
 

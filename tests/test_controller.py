@@ -2,10 +2,11 @@ import threading
 
 import pytest
 import torch
+from transformers import SequenceBiasLogitsProcessor
 
 from chatbot import Controller, ModelLoadError, load_config
 from chatbot.config import GenerationConfig, ModelConfig
-from chatbot.controller import NoteSpelling, _convert_gguf, find_package_gguf
+from chatbot.controller import _convert_gguf, find_package_gguf
 
 from .conftest import TINY
 
@@ -144,20 +145,43 @@ def test_local_model_dir_loads(tmp_path, tiny_controller):
     assert "".join(local.generate(ids, gen=GREEDY)) == "".join(tiny_controller.generate(ids, gen=GREEDY))
 
 
+def biased(controller, bias: dict, reply: list[int]) -> torch.Tensor:
+    """The next-token scores after `reply` with `bias` applied as generate applies it (all else 0)."""
+    size = controller.model.config.vocab_size
+    return SequenceBiasLogitsProcessor(bias)(torch.tensor([reply]), torch.zeros(1, size))[0]
+
+
 def test_note_spelling_boosts_only_the_next_piece_of_a_started_note_word(tiny_controller):
     tok = tiny_controller.tokenizer
     word = tok(" Rosiacrest", add_special_tokens=False)["input_ids"]
     assert len(word) >= 3  # an invented name in several pieces, as in chat
-    assert word in tiny_controller.note_words(["Madelyne switched to Rosiacrest."])
-    spelling = NoteSpelling(tiny_controller.note_words(["Madelyne switched to Rosiacrest."]), 4.0)
-    size = tiny_controller.model.config.vocab_size
+    bias = tiny_controller.note_bias(["Madelyne switched to Rosiacrest."], [], GenerationConfig(note_spelling_bias=4.0))
     reply = tok(" works at", add_special_tokens=False)["input_ids"]
     for k in range(1, len(word)):  # after each started prefix: the word's next piece, and only it
-        scores = spelling(torch.tensor([reply + word[:k]]), torch.zeros(1, size))
-        assert scores[0, word[k]] == 4.0 and scores.sum() == 4.0
-    untouched = spelling(torch.tensor([reply]), torch.zeros(1, size))
-    assert not untouched.any()  # " at" starts no multi-piece note word
-    assert not NoteSpelling([], 4.0)(torch.tensor([reply]), torch.zeros(1, size)).any()
+        scores = biased(tiny_controller, bias, reply + word[:k])
+        assert scores[word[k]] == 4.0 and scores.sum() == 4.0
+    assert not biased(tiny_controller, bias, reply).any()  # " at" starts no multi-piece note word
+    assert not tiny_controller.note_bias(["Madelyne switched to Rosiacrest."], [], GenerationConfig())
+
+
+def test_answer_bias_boosts_the_first_piece_of_rare_answer_words_everywhere(tiny_controller):
+    tok = tiny_controller.tokenizer
+    gen = GenerationConfig(note_answer_bias=3.0)
+    bias = tiny_controller.note_bias(["Madelyne switched to Rosiacrest."], ["switched", "to", "Rosiacrest", "4821"], gen)
+    first = tok(" Rosiacrest", add_special_tokens=False)["input_ids"][0]
+    digit = tok("4821", add_special_tokens=False)["input_ids"][0]  # after the number's own space piece
+    assert bias == {(first,): 3.0, (digit,): 3.0}  # single-piece words ("to") are left to the model
+    for reply in ([], tok(" lives in", add_special_tokens=False)["input_ids"]):
+        scores = biased(tiny_controller, bias, reply or [tok.eos_token_id])
+        assert scores[first] == 3.0 and scores[digit] == 3.0 and scores.sum() == 6.0
+
+
+def test_generation_spells_an_answer_word_from_the_notes_when_biased(tiny_controller):
+    word = tiny_controller.tokenizer(" Rosiacrest", add_special_tokens=False)["input_ids"]
+    gen = GenerationConfig(max_new_tokens=len(word), note_answer_bias=100.0, note_spelling_bias=200.0)
+    reply = "".join(tiny_controller.generate(prompt(tiny_controller), gen=gen, notes=["Madelyne switched to Rosiacrest."],
+                                             answer_words=["Rosiacrest"]))
+    assert reply.strip() == "Rosiacrest"  # a random model, steered by the biases alone
 
 
 def test_generation_with_notes_and_no_bias_is_unchanged(tiny_controller):

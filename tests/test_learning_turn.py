@@ -14,7 +14,7 @@ import torch
 
 from chatbot import Agent, load_config
 from chatbot.agent import MEMORY_STAGES
-from chatbot.prompt import cue_words
+from chatbot.prompt import answer_words, cue_words
 from memory.memoria import Engram, EngramType
 from memory.store import Store
 
@@ -370,3 +370,17 @@ def test_a_question_recalls_by_name_what_was_said_among_look_alike_facts(tmp_pat
 )
 def test_cue_words_are_the_names_and_numbers_a_message_mentions(message, cues):
     assert cue_words(message) == cues
+
+
+@pytest.mark.parametrize(
+    ("message", "notes", "expected"),
+    [
+        ("Where does Oriel live?", ["Oriel moved to Quillmere.", "Bram works at Bobcorp."], ["moved", "to", "Quillmere"]),
+        ("What's Oriel's locker code?", ["The code of Oriel's locker is 4411."], ["The", "of", "is", "4411"]),
+        ("Oriel moved to Quillmere.", ["Oriel lives in Vantastad."], []),  # a statement answers nothing
+        ("How are you today?", ["Oriel moved to Quillmere."], []),  # asks about no one
+        ("Where does Bram work?", ["Oriel moved to Quillmere."], []),  # the notes are about someone else
+    ],
+)
+def test_answer_words_come_from_the_notes_about_whom_a_question_asks(message, notes, expected):
+    assert answer_words(message, notes) == expected
