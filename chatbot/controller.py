@@ -357,7 +357,8 @@ class Controller:
         """Mean attention mass from the generated tokens to each [start, end) model-position span.
 
         Re-reads only the reply: the generation's cache is cut back to the prompt and the
-        reply's tokens are fed once more with eager attention, which returns weights.
+        reply's tokens are fed once more, through the decoder alone (no logits are
+        needed: the LM head is a sixth of the pass) with eager attention, which returns weights.
         """
         cache = output.past_key_values
         if new_tokens == 0 or cache is None:
@@ -369,7 +370,7 @@ class Controller:
         previous = self.model.config._attn_implementation
         self.model.set_attn_implementation("eager")
         try:
-            out = self.model(input_ids=new[None], past_key_values=cache, output_attentions=True, use_cache=True)
+            out = self.model.get_decoder()(input_ids=new[None], past_key_values=cache, output_attentions=True, use_cache=True)
         finally:
             self.model.set_attn_implementation(previous)
         rows = torch.stack([a[0] for a in out.attentions]).float().mean((0, 1))  # [R, P+R]

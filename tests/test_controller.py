@@ -6,7 +6,7 @@ from transformers import SequenceBiasLogitsProcessor
 
 from chatbot import Controller, ModelLoadError, load_config
 from chatbot.config import GenerationConfig, ModelConfig
-from chatbot.controller import _convert_gguf, find_package_gguf
+from chatbot.controller import Generation, _convert_gguf, find_package_gguf
 
 from .conftest import TINY
 
@@ -189,3 +189,25 @@ def test_generation_with_notes_and_no_bias_is_unchanged(tiny_controller):
     plain = "".join(tiny_controller.generate(ids, gen=GREEDY))
     off = "".join(tiny_controller.generate(ids, gen=GREEDY, notes=["Madelyne switched to Rosiacrest."]))
     assert off == plain
+
+
+def test_span_attention_is_the_replys_mean_attention_to_each_span(tiny_controller):
+    messages = [{"role": "system", "content": "Notes:\n- Oriel lives in Vantastad."}, {"role": "user", "content": "Where?"}]
+    ids, spans = tiny_controller.prompt_ids(messages, ["Oriel lives in Vantastad.", "Where?"])
+    report = Generation()
+    reply = "".join(tiny_controller.generate(ids, gen=GREEDY, spans=spans, report=report))
+    assert reply and report.new_tokens > 0
+    # the reference: one plain forward pass over prompt and reply, eager attention, averaged the same way
+    new = tiny_controller.tokenizer(reply, add_special_tokens=False)["input_ids"][: report.new_tokens]
+    full = torch.cat([ids, torch.tensor([new])], dim=1)
+    model = tiny_controller.model
+    previous = model.config._attn_implementation
+    model.set_attn_implementation("eager")
+    try:
+        with torch.inference_mode():
+            attentions = model(input_ids=full, output_attentions=True).attentions
+    finally:
+        model.set_attn_implementation(previous)
+    rows = torch.stack([a[0] for a in attentions]).mean((0, 1))[-len(new):]  # [R, T]
+    expected = [float(rows[:, a:b].sum(-1).mean()) for a, b in spans]
+    assert report.span_attention == pytest.approx(expected, abs=1e-4)
