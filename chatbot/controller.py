@@ -357,8 +357,8 @@ class Controller:
         """Mean attention mass from the generated tokens to each [start, end) model-position span.
 
         Re-reads only the reply: the generation's cache is cut back to the prompt and the
-        reply's tokens are fed once more, through the decoder alone (no logits are
-        needed: the LM head is a sixth of the pass) with eager attention, which returns weights.
+        reply's tokens are fed once more with eager attention, which returns weights,
+        through the decoder alone: the LM head's logits would be a quarter of the pass.
         """
         cache = output.past_key_values
         if new_tokens == 0 or cache is None:
