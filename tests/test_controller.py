@@ -171,8 +171,8 @@ def test_answer_bias_boosts_the_first_piece_of_rare_answer_words_everywhere(tiny
     first = tok(" Rosiacrest", add_special_tokens=False)["input_ids"][0]
     digit = tok("4821", add_special_tokens=False)["input_ids"][0]  # after the number's own space piece
     assert bias == {(first,): 3.0, (digit,): 3.0}  # single-piece words ("to") are left to the model
-    for reply in ([], tok(" lives in", add_special_tokens=False)["input_ids"]):
-        scores = biased(tiny_controller, bias, reply or [tok.eos_token_id])
+    for reply in ([tok.eos_token_id], tok(" lives in", add_special_tokens=False)["input_ids"]):  # first and mid-reply
+        scores = biased(tiny_controller, bias, reply)
         assert scores[first] == 3.0 and scores[digit] == 3.0 and scores.sum() == 6.0
 
 
