@@ -305,10 +305,9 @@ class Controller:
                 base = self.tokenizer(" " + word, add_special_tokens=False)["input_ids"]
                 # a number's space is a piece of its own (" 5202" -> " ", "5", "2", ...): bias its first digit
                 lead = next((i for i, t in enumerate(base) if self.tokenizer.decode([t]).strip()), len(base))
-                if len(base) - lead >= 2:
-                    for ids in (self._merged(base), self._merged(base[lead:])):
-                        if ids[0] not in base[:lead]:
-                            bias[(ids[0],)] = gen.note_answer_bias
+                if len(base) - lead >= 2:  # a grown token may hold the space too, so both are biased
+                    firsts = {self._merged(base)[0], self._merged(base[lead:])[0]} - set(base[:lead])
+                    bias.update({(first,): gen.note_answer_bias for first in firsts})
         return bias
 
     def _merged(self, ids: list[int]) -> list[int]:
