@@ -1,10 +1,12 @@
 """The trained chat memory on its own (no LM generation): what its keys and values are good for.
 
-    python bench/chat_memory.py [--quick] [--config configs/default.yaml] [--checkpoints a.pt,b.pt] [--sizes 20,50]
+    python bench/chat_memory.py [--quick] [--config configs/default.yaml] [--checkpoints a.pt,b.pt] [--sizes 20,50] [--people 16]
 
 Validation-split teach-and-recall dialogues (people and values never seen in
 training; a fifth of the facts corrected) are fed statement by statement into
-ChatMemory, as a chat turn does. Per checkpoint and dialogue size it reports:
+ChatMemory, as a chat turn does; "50/16p" dialogues hold their 50 facts about 16
+people (several facts each: home, work, pet, locker code). Per checkpoint and
+dialogue it reports:
 
   pointer      a teaching statement's value points at the fact's value words
   decode       a question's read decodes to the answer word (among the dialogue's words)
@@ -13,10 +15,11 @@ ChatMemory, as a chat turn does. Per checkpoint and dialogue size it reports:
   hidden@1, hidden@4   the same by the mean layer hidden state (memoria.vector: hidden)
   sentence@1, sentence@4   the same by all-MiniLM-L6-v2 sentence vectors (memoria.vector: sentence)
   note         the statement that answers a question is the note the agent picks among
-               all earlier statements by MiniLM closeness and its rule (chatbot.prompt.
-               rank_notes: naming the question's people, newest within
-               chat.note_recency_margin of the closest), for corrected facts and others;
-               `closest` is the closest statement alone
+               all earlier statements by MiniLM closeness (chatbot.prompt.rank_notes),
+               for corrected facts and others, by three rules: `closest` alone;
+               `margin`, naming the question's people, newest within 0.15 of the
+               closest (the rule before statements superseded each other); `config`,
+               the configured rule (chat.note_link_similarity, chat.note_recency_margin)
   supersede@T  of the earlier writes a statement's write key reaches at cosine >= T
                (what consolidation.supersede_similarity = T would mark superseded),
                the share that really are the fact being corrected
@@ -39,6 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[0] = str(ROOT)  # not bench/: its vocab.py would shadow the vocab package
 
 from chatbot import Controller, load_config  # noqa: E402
+from chatbot.config import ChatConfig  # noqa: E402
 from chatbot.prompt import cue_words, rank_notes  # noqa: E402
 from memory.episodes import TeachRecall  # noqa: E402
 from memory.interface import unit_keys  # noqa: E402
@@ -48,18 +52,20 @@ from memory.retrieval import SentenceEncoder  # noqa: E402
 THRESHOLDS = (0.9, 0.95, 0.98, 0.995)
 
 
-NOTE_KEYS = ("closest_corrected", "note_corrected", "closest_others", "note_others")
+NOTE_RULES = ("closest", "margin", "config")
+NOTE_KEYS = tuple(f"{rule}_{kind}" for kind in ("corrected", "others") for rule in NOTE_RULES)
 
 
 def score(memory: ChatMemory, encoder: SentenceEncoder, gen: TeachRecall, facts: int, dialogues: int, seed: int,
-          margin: float) -> dict:
-    """Run `dialogues` validation dialogues of `facts` facts through `memory`; shares over all of them."""
+          chat: ChatConfig, people: int | None = None) -> dict:
+    """Run `dialogues` validation dialogues of `facts` facts (about `people` people) through `memory`; shares over all of them."""
     rng = random.Random(seed)
+    rules = {"margin": dict(margin=0.15), "config": dict(margin=chat.note_recency_margin, link=chat.note_link_similarity)}
     hits = {k: [] for k in ("pointer", "decode", "key@1", "key@4", "hidden@1", "hidden@4", "sentence@1", "sentence@4",
                             *NOTE_KEYS)}
     reached = {t: [0, 0] for t in THRESHOLDS}  # threshold -> [right, all]
     for d in range(dialogues):
-        episode = gen.episode(rng, facts, corrections=facts // 5)
+        episode = gen.episode(rng, facts, corrections=facts // 5, people=people)
         features = memory.featurize([s.text for s in episode.steps])
         hidden = torch.nn.functional.normalize(torch.stack([f[1].float().mean(0) for f in features]), dim=-1)
         sentence = encoder([s.text for s in episode.steps])
@@ -81,8 +87,11 @@ def score(memory: ChatMemory, encoder: SentenceEncoder, gen: TeachRecall, facts:
                 kind = "corrected" if step.tag == "corrected" else "others"
                 hits[f"closest_{kind}"].append(max(by_sentence, key=by_sentence.__getitem__) == gold)
                 said = list(by_sentence)  # every earlier statement, oldest first
-                ranked = rank_notes([(j, episode.steps[j].text, by_sentence[j]) for j in said], cue_words(step.text), margin)
-                hits[f"note_{kind}"].append(said[ranked[0]] == gold)
+                candidates = [(j, episode.steps[j].text, by_sentence[j]) for j in said]
+                for rule, options in rules.items():
+                    ranked = rank_notes(candidates, cue_words(step.text), options["margin"], vectors=sentence[said],
+                                        link=options.get("link", 2.0))
+                    hits[f"{rule}_{kind}"].append(said[ranked[0]] == gold)
                 continue
             if step.fact:
                 hits["pointer"].append(out.write.value.rstrip(".") == step.fact.value)
@@ -106,11 +115,14 @@ def main() -> None:
     parser.add_argument("--config", default=str(ROOT / "configs" / "default.yaml"))
     parser.add_argument("--checkpoints", default="checkpoints/mnm_chat.pt,checkpoints/mnm_babi.pt")
     parser.add_argument("--sizes", default="20,50", help="facts per dialogue")
+    parser.add_argument("--people", type=int, default=16, help="people in the crowded dialogues of 50 facts (0 = none)")
     parser.add_argument("--dialogues", type=int, default=6, help="dialogues per size")
     parser.add_argument("--seed", type=int, default=11)
     args = parser.parse_args()
     checkpoints = args.checkpoints.split(",")[:1] if args.quick else args.checkpoints.split(",")
-    sizes = [20] if args.quick else [int(s) for s in args.sizes.split(",")]
+    runs = [(n, None) for n in ([20] if args.quick else [int(s) for s in args.sizes.split(",")])]
+    if args.people:  # the quick run's crowded dialogues hold 20 facts
+        runs.append((runs[-1][0] if args.quick else 50, args.people))
     dialogues = 2 if args.quick else args.dialogues
 
     cfg = load_config(args.config)
@@ -123,8 +135,8 @@ def main() -> None:
     for checkpoint in checkpoints:
         memory = ChatMemory.from_checkpoint(ROOT / checkpoint, controller, cfg=cfg.neural_memory,
                                             consolidation=cfg.consolidation)
-        results[Path(checkpoint).stem] = {str(n): score(memory, encoder, gen, n, dialogues, args.seed,
-                                                                cfg.chat.note_recency_margin) for n in sizes}
+        results[Path(checkpoint).stem] = {f"{n}/{p}p" if p else str(n): score(memory, encoder, gen, n, dialogues, args.seed,
+                                                                            cfg.chat, people=p) for n, p in runs}
 
     pct = lambda v: "-" if v is None else f"{100 * v:.1f}%"  # noqa: E731
     print(f"{dialogues} validation dialogues per size; seed {args.seed}\n")
@@ -135,9 +147,9 @@ def main() -> None:
             print(f"| {name} | {n} | {r['questions']} | {pct(r['pointer'])} | {pct(r['decode'])} | {pct(r['key@1'])} "
                   f"| {pct(r['key@4'])} | {pct(r['hidden@1'])} | {pct(r['hidden@4'])} | {pct(r['sentence@1'])} | {pct(r['sentence@4'])} |")
     first = next(iter(results.values()))  # the note does not depend on the checkpoint
-    print(f"\nThe note (MiniLM closeness, margin {cfg.chat.note_recency_margin}):\n")
-    print("| facts | corrected: closest | corrected: note | others: closest | others: note |")
-    print("|---|---|---|---|---|")
+    print(f"\nThe note (MiniLM closeness; config: link {cfg.chat.note_link_similarity}, margin {cfg.chat.note_recency_margin}):\n")
+    print("| facts | " + " | ".join(f"{k.split('_')[1]}: {k.split('_')[0]}" for k in NOTE_KEYS) + " |")
+    print("|---|" + "---|" * len(NOTE_KEYS))
     for n, r in first.items():
         print(f"| {n} | " + " | ".join(pct(r[k]) for k in NOTE_KEYS) + " |")
     print("\n| checkpoint | facts | " + " | ".join(f"supersede@{t}: right/marked" for t in THRESHOLDS) + " |")

@@ -1,10 +1,11 @@
 """Teach-and-recall through the chatbot: six systems side by side, same controller, same dialogues.
 
-    python bench/teach_recall.py [--quick] [--config configs/default.yaml] [--systems a,b] [--dialogues 3,2,1]
+    python bench/teach_recall.py [--quick] [--config configs/default.yaml] [--systems a,b] [--dialogues 3,2,1] [--people 16]
 
 Dialogues come from the generator's test split (people, values and phrasings never
 seen in training): N facts are taught, one chat turn each, with chit-chat between
 them; a fifth of them are corrected later; more chit-chat; then every fact is asked.
+Each fact is about someone new, or with --people N, about N people, several facts each.
 Every utterance is a real chat turn (Agent.chat_stream: vocabulary, memories,
 generation, SQLite). A question counts as answered when the reply contains the
 fact's latest value (case-insensitive). The systems differ only in their config:
@@ -17,6 +18,8 @@ fact's latest value (case-insensitive). The systems differ only in their config:
   full_system   both, with consolidation (the product's default)
   full_unspelled  the full system without the note-spelling bias (generation.note_spelling_bias 0)
   full_unanswered the full system without the answer bias (generation.note_answer_bias 0)
+  full_unlinked   the full system without statements superseding each other: the note is the
+                newest within 0.15 of the closest (chat.note_link_similarity off, margin 0.15)
 
 Also measured: accuracy after a restart between teaching and asking (a new Agent
 on the same SQLite file), the share of questions whose teaching sentence was in the
@@ -60,6 +63,7 @@ SYSTEMS = {
     "full_system": {},
     "full_unspelled": {"generation.note_spelling_bias": 0.0},
     "full_unanswered": {"generation.note_answer_bias": 0.0},
+    "full_unlinked": {"chat.note_link_similarity": 2.0, "chat.note_recency_margin": 0.15},
 }
 SIZES = (10, 50, 200)
 RESTART_FACTS = 20
@@ -74,10 +78,10 @@ def configured(base: Config, changes: dict, max_new_tokens: int) -> Config:
     return cfg
 
 
-def dialogues(seed: int, counts: dict[int, int]) -> dict[int, list[Episode]]:
+def dialogues(seed: int, counts: dict[int, int], people: int | None = None) -> dict[int, list[Episode]]:
     gen = TeachRecall("test", ROOT.parent / "shared" / "data" / "names" / "names.txt")
     rng = random.Random(seed)
-    return {n: [gen.episode(rng, n, corrections=n // 5) for _ in range(k)] for n, k in counts.items()}
+    return {n: [gen.episode(rng, n, corrections=n // 5, people=people) for _ in range(k)] for n, k in counts.items()}
 
 
 def say(agent: Agent, user: str, text: str):
@@ -186,17 +190,19 @@ def main() -> None:
     parser.add_argument("--dialogues", default="3,2,1", help="dialogues at 10, 50 and 200 facts")
     parser.add_argument("--restarts", type=int, default=2, help=f"dialogues of {RESTART_FACTS} facts with a restart")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--people", type=int, default=0, help="facts about this many people, several each (0 = someone new each)")
     parser.add_argument("--max-new-tokens", type=int, default=48, help="reply length cap (answers come first)")
     args = parser.parse_args()
     base = load_config(args.config)
     controller = Controller.from_config(base.model)
+    people = args.people or None
     if args.quick:
-        plan = dialogues(args.seed, {3: 1})
-        restart = dialogues(args.seed + 1, {3: 1})[3]
+        plan = dialogues(args.seed, {3: 1}, people)
+        restart = dialogues(args.seed + 1, {3: 1}, people)[3]
     else:
         counts = dict(zip(SIZES, (int(x) for x in args.dialogues.split(","))))
-        plan = dialogues(args.seed, {n: k for n, k in counts.items() if k > 0})
-        restart = dialogues(args.seed + 1, {RESTART_FACTS: args.restarts})[RESTART_FACTS]
+        plan = dialogues(args.seed, {n: k for n, k in counts.items() if k > 0}, people)
+        restart = dialogues(args.seed + 1, {RESTART_FACTS: args.restarts}, people)[RESTART_FACTS]
     names = [s.strip() for s in args.systems.split(",") if s.strip()]
     started = time.perf_counter()
     results = {}
@@ -210,7 +216,7 @@ def main() -> None:
 
     sizes = [f"acc_{n}" for n in plan]
     print(f"Teach-and-recall through the chatbot ({', '.join(f'{len(e)} dialogue(s) of {n} facts' for n, e in plan.items())}; "
-          f"{len(restart)} restart dialogue(s) of {RESTART_FACTS} facts); controller: {base.model.source} "
+          f"{len(restart)} restart dialogue(s) of {RESTART_FACTS} facts{f'; about {people} people each' if people else ''}); controller: {base.model.source} "
           f"{base.model.package}{' + adapter' if base.model.adapter else ''}; test split; torch threads {torch.get_num_threads()}")
     header = f"| system | {' | '.join(sizes)} | latest value | after restart | notes hit | memory share | ms/turn |"
     print(header)
@@ -232,7 +238,7 @@ def main() -> None:
         print(f"\nneural memory alone (no LM; decoded among each dialogue's words): "
               + ", ".join(f"{k} {pct(v) if k.startswith(('acc', 'latest')) else v}" for k, v in alone.items()))
     print(f"total {time.perf_counter() - started:.0f} s")
-    print("RESULT " + json.dumps({**results, "memory_only_decoding": alone, "quick": args.quick}))
+    print("RESULT " + json.dumps({**results, "memory_only_decoding": alone, "people": people, "quick": args.quick}))
 
 
 if __name__ == "__main__":

@@ -308,14 +308,16 @@ class Agent:
         return [s.text for s in steps], vectors[None]
 
     def _notes(
-        self, steps: list[SentenceStep], reminded: list, closeness: list[float], cues: tuple[str, ...] = ()
+        self, steps: list[SentenceStep], reminded: list, closeness: list[float], cues: tuple[str, ...] = (),
+        vectors: torch.Tensor | None = None,
     ) -> tuple[list[str], list[int | None]]:
         """Sentences to show the model, oldest first, and the engram each came from.
 
         Without an engram store, the sentences holding the neural memory's confident
         reads. Otherwise the reminded statements at least chat.note_min_similarity close
         (cosine) to the turn, in `rank_notes` order (those naming whom the message is
-        about, the newest of the nearly closest first), up to chat.max_notes.
+        about, a statement superseded by a later one like it last), up to chat.max_notes.
+        vectors: [R, D] the reminded engrams' unit vectors.
         """
         chosen: dict[str, tuple[int, int | None]] = {}  # text -> (turn, engram)
         if self.memoria is None:
@@ -324,11 +326,13 @@ class Agent:
                 if source is not None and source.text not in chosen:
                     chosen[source.text] = (source.turn or 0, source.engram)
         eligible = [
-            (engram, close) for engram, close in zip(reminded, closeness)
+            (k, engram, close) for k, (engram, close) in enumerate(zip(reminded, closeness))
             if engram.text and not is_question(engram.text) and close >= self.cfg.chat.note_min_similarity
         ]
-        order = rank_notes([(e.id, e.text, close) for e, close in eligible], cues, self.cfg.chat.note_recency_margin)
-        for engram, _ in (eligible[i] for i in order):
+        order = rank_notes([(e.id, e.text, close) for _, e, close in eligible], cues, self.cfg.chat.note_recency_margin,
+                           vectors=None if vectors is None else vectors[[k for k, _, _ in eligible]],
+                           link=self.cfg.chat.note_link_similarity)
+        for _, engram, _ in (eligible[i] for i in order):
             if len(chosen) >= self.cfg.chat.max_notes:
                 break
             chosen.setdefault(engram.text, (engram.turn or 0, engram.id))
@@ -383,7 +387,7 @@ class Agent:
         sentences = split_sentences(text) or [text.strip()]
         steps: list[SentenceStep] = []
         engram_ids: list[int] = []
-        reminded, indices, closeness = [], torch.zeros(1, 0, dtype=torch.long), []
+        reminded, indices, closeness, found = [], torch.zeros(1, 0, dtype=torch.long), [], None
         cues = cue_words(text) if self.cfg.chat.cue_limit > 0 else ()
         if self.memory is not None or self.memoria is not None:
             with clock.stage("encode"):
@@ -402,9 +406,10 @@ class Agent:
                 cued = self._cued(user, cues, steps, set(live) | set(engram_ids))
                 reminded = self.memoria.engrams(user, live + cued)
                 found = torch.cat([memories[0, : len(live)], self.memoria.vectors(user, cued)])
+                found = torch.nn.functional.normalize(found, dim=-1)
                 query = torch.nn.functional.normalize(vectors[0].mean(0), dim=-1)
-                closeness = (torch.nn.functional.normalize(found, dim=-1) @ query).tolist()
-        note_texts, note_engrams = self._notes(steps, reminded, closeness, cues)
+                closeness = (found @ query).tolist()
+        note_texts, note_engrams = self._notes(steps, reminded, closeness, cues, found)
         if self.retrieval is not None:
             with clock.stage("remind"):
                 found = [t for t, _ in self.retrieval.search(user, text, self.cfg.retrieval.top_k)]

@@ -76,6 +76,7 @@ class ChatConfig:
     max_notes: int = 4  # sentences memory recalled, put in the system message each turn
     note_min_similarity: float = -1.0  # a reminded engram becomes a note only if this close (cosine) to the turn; -1 = any
     note_recency_margin: float = 0.0  # reminded statements within this cosine of the closest are taken newest first (corrections win)
+    note_link_similarity: float = 2.0  # a statement this close (cosine) to an earlier one naming the same people supersedes it as a note; > 1 = off
     cue_limit: int = 0  # engrams mentioning the message's names recalled beside Memoria's remind, and preferred as notes; 0 = off
     soft_prefix: bool = False  # also prepend the neural memory's reads to the prompt's embeddings
 

@@ -14,6 +14,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import torch
+
 from memory.memoria import text_words
 
 # A sentence ends at . ! or ? followed by space, or at a line break; "e.g. 5.5" stays whole.
@@ -113,25 +115,43 @@ def answer_words(text: str, notes: Sequence[str]) -> list[str]:
     return [w for note in notes if text_words(note) & set(cues) for w in words(note) if w.lower() not in asked]
 
 
-def rank_notes(candidates: Sequence[tuple[int, str, float]], cues: Sequence[str], margin: float) -> list[int]:
+def rank_notes(
+    candidates: Sequence[tuple[int, str, float]], cues: Sequence[str], margin: float, *,
+    vectors: torch.Tensor | None = None,  # [N, D] unit vectors of the candidates; None = no statement supersedes another
+    link: float = 2.0,  # cosine at which a later statement supersedes the closest earlier one naming the same people
+) -> list[int]:
     """Candidate statements in the order they become notes: indices into `candidates`.
 
     candidates: (engram id, higher = newer; text; cosine closeness to the message).
     Those that mention the most of `cues` (the message's names) come first: a question
     about Oriel is answered from what was said about Oriel, not from the look-alike fact
-    about someone else that is closer. Among them, those within `margin` of the closest
-    go newest first (a correction is about as close to the question as what it corrects,
-    and comes later), then by closeness; the others last, by closeness.
+    about someone else that is closer. Among them, a statement at least `link` close to
+    the closest earlier one supersedes it ("Oriel moved to Quillmere." after "Oriel lives
+    in Vantastad."): the two count as one statement, the newer, as close to the message
+    as the closer of them, and the older goes last. The remaining ones within `margin`
+    of the closest go newest first, then by closeness; the others last, by closeness.
     """
     named = [len(text_words(text) & set(cues)) for _, text, _ in candidates]
     most = max(named, default=0)
-    best = max((close for (_, _, close), n in zip(candidates, named) if n == most), default=0.0)
+    top = sorted((i for i in range(len(candidates)) if named[i] == most), key=lambda i: candidates[i][0])
+    newest = {i: i for i in top}  # statement -> the newest of those it was superseded by, in turn
+    close = {i: candidates[i][2] for i in top}  # newest -> closeness of the closest it stands for
+    for k, i in enumerate(top[1:] if vectors is not None else [], 1):
+        similarity = vectors[top[:k]] @ vectors[i]
+        if float(similarity.max()) >= link:
+            old = newest[top[int(similarity.argmax())]]
+            for j in top[:k]:
+                if newest[j] == old:
+                    newest[j] = i
+            close[i] = max(close[i], close.pop(old))
+    best = max(close.values(), default=0.0)
 
     def rank(i: int) -> tuple:
-        engram, _, close = candidates[i]
         if named[i] < most:
-            return (2, -close)
-        return (0, -engram) if close >= best - margin else (1, -close)
+            return (2, -candidates[i][2])
+        if newest[i] != i:
+            return (3, -candidates[i][0])
+        return (0, -candidates[i][0]) if close[i] >= best - margin else (1, -close[i])
 
     return sorted(range(len(candidates)), key=rank)
 

@@ -248,17 +248,23 @@ class TeachRecall:
         corrections: int = 0,
         chat_every: int = 3,
         questions: int | None = None,
+        people: int | None = None,
     ) -> Episode:
         """One dialogue: teach `n_facts` facts (chit-chat after about every
         `chat_every`), then correct `corrections` of them, chat again, and ask
         `questions` of them (default all), every corrected one among them.
         No value repeats within a dialogue, so every answer is unambiguous.
+        With `people`, the facts are about that many people, several each (a person's
+        home, work and pet); otherwise each is about almost always someone new.
         """
         if corrections > n_facts:
             raise ValueError("cannot correct more facts than are taught")
+        if people is not None and not 0 < people * len(_RELATIONS) >= n_facts:
+            raise ValueError(f"{people} people hold at most {people * len(_RELATIONS)} facts, not {n_facts}")
+        pool = self.people if people is None else rng.sample(self.people, people)
         pairs: set[tuple[str, str]] = set()
         while len(pairs) < n_facts:
-            pairs.add((rng.choice(self.people), rng.choice(_RELATIONS)))
+            pairs.add((rng.choice(pool), rng.choice(_RELATIONS)))
         order = sorted(pairs)
         rng.shuffle(order)
         used: set[str] = set()

@@ -126,6 +126,16 @@ def test_two_hundred_fact_dialogues_have_unique_values(generators):
     assert len({q.answer for q in episode.questions}) == 200
 
 
+def test_dialogues_about_few_people_give_each_several_facts(generators):
+    episode = generators["val"].episode(random.Random(5), 40, corrections=8, people=12)
+    taught = [s.fact for s in episode.steps if s.tag == "teach"]
+    people = {f.subject for f in taught}
+    assert len(taught) == 40 and len(people) <= 12
+    assert len({(f.subject, f.relation) for f in taught}) == 40  # a person's facts are about different things
+    with pytest.raises(ValueError, match="12 people hold at most 48 facts"):
+        generators["val"].episode(random.Random(5), 50, people=12)
+
+
 def test_teach_recall_questions_point_at_the_statement_that_last_set_the_fact(generators):
     gen = generators["train"]
     episode = gen.episode(random.Random(3), 12, corrections=4)

@@ -14,7 +14,7 @@ import torch
 
 from chatbot import Agent, load_config
 from chatbot.agent import MEMORY_STAGES
-from chatbot.prompt import answer_words, cue_words
+from chatbot.prompt import answer_words, cue_words, rank_notes
 from memory.memoria import Engram, EngramType
 from memory.store import Store
 
@@ -353,6 +353,41 @@ def test_a_question_recalls_by_name_what_was_said_among_look_alike_facts(tmp_pat
     assert reply.memory["notes"] == ["Bram now works at Quillmere."]
     reply = list(agent.chat_stream("bob", "Who does Bram work for?"))[-1]
     assert reply.memory["notes"] == ["Bram works at Bobcorp."]
+    agent.close()
+
+
+def test_a_later_statement_like_an_earlier_one_supersedes_it_as_the_note():
+    texts = ["Bram lives in Vantastad.", "Bram works at Zentrifol.", "Bram moved to Quillmere.", "Kora lives in Oldport."]
+    vectors = torch.nn.functional.normalize(torch.tensor([[1.0, 0.0, 0.1], [0.0, 1.0, 0.1], [0.8, 0.2, 0.3], [1.0, 0.0, 0.0]]), dim=-1)
+    candidates = [(i, t, close) for i, (t, close) in enumerate(zip(texts, [0.85, 0.40, 0.60, 0.9]))]
+    order = rank_notes(candidates, ("bram",), 0.0, vectors=vectors, link=0.9)
+    # the move supersedes the home it is like, as close to the question as it; the fact it replaced goes last
+    assert [texts[i] for i in order] == [texts[2], texts[1], texts[3], texts[0]]
+    assert [texts[i] for i in rank_notes(candidates, ("bram",), 0.0)] == [texts[0], texts[2], texts[1], texts[3]]
+    # asked about work, the closest chain is the work fact, which nothing superseded
+    candidates = [(i, t, close) for i, (t, close) in enumerate(zip(texts, [0.5, 0.8, 0.45, 0.2]))]
+    assert texts[rank_notes(candidates, ("bram",), 0.0, vectors=vectors, link=0.9)[0]] == texts[1]
+
+
+@pytest.mark.parametrize(
+    ("link", "margin", "note", "work_note"),
+    [
+        (0.55, 0.0, "Bram reset the locker code to 8290.", "Bram is on the staff of Zentrifol."),
+        # the rule before: newest within 0.15 of the closest, wrong both times
+        (2.0, 0.15, "The combination for Bram's locker is 4417.", "The combination for Bram's locker is 4417."),
+    ],
+)
+def test_a_correction_phrased_far_from_the_question_is_the_note(tmp_path, tiny_controller, link, margin, note, work_note):
+    agent = make_agent(tmp_path, tiny_controller, memoria__vector="sentence", chat__max_notes=1, chat__cue_limit=8,
+                       chat__note_link_similarity=link, chat__note_recency_margin=margin)
+    for text in ["Bram settled down in Vantastad.", "Bram is on the staff of Zentrifol.",
+                 "The combination for Bram's locker is 4417.", "How are you today?", "Bram reset the locker code to 8290."]:
+        agent.chat("ann", text)
+    # MiniLM: the question is 0.85 close to the first locker statement, 0.67 to the reset, which is 0.65 close to it
+    reply = list(agent.chat_stream("ann", "Which number does Bram use for the locker?"))[-1]
+    assert reply.memory["notes"] == [note]
+    reply = list(agent.chat_stream("ann", "Who does Bram work for?"))[-1]
+    assert reply.memory["notes"] == [work_note]
     agent.close()
 
 
