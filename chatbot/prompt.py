@@ -126,24 +126,28 @@ def rank_notes(
     Those that mention the most of `cues` (the message's names) come first: a question
     about Oriel is answered from what was said about Oriel, not from the look-alike fact
     about someone else that is closer. Among them, a statement at least `link` close to
-    the closest earlier one supersedes it ("Oriel moved to Quillmere." after "Oriel lives
-    in Vantastad."): the two count as one statement, the newer, as close to the message
-    as the closer of them, and the older goes last. The remaining ones within `margin`
+    the closest earlier one naming the same of them supersedes it ("Oriel moved to
+    Quillmere." after "Oriel lives in Vantastad."): the two count as one statement, the
+    newer, as close to the message as the closer of them, and the older goes last. The remaining ones within `margin`
     of the closest go newest first, then by closeness; the others last, by closeness.
     """
-    named = [len(text_words(text) & set(cues)) for _, text, _ in candidates]
+    mentions = [frozenset(text_words(text) & set(cues)) for _, text, _ in candidates]
+    named = [len(m) for m in mentions]
     most = max(named, default=0)
     top = sorted((i for i in range(len(candidates)) if named[i] == most), key=lambda i: candidates[i][0])
     newest = {i: i for i in top}  # statement -> the newest of those it was superseded by, in turn
     close = {i: candidates[i][2] for i in top}  # newest -> closeness of the closest it stands for
-    for k, i in enumerate(top[1:] if vectors is not None else [], 1):
-        similarity = vectors[top[:k]] @ vectors[i]
-        if float(similarity.max()) >= link:
-            old = newest[top[int(similarity.argmax())]]
-            for j in top[:k]:
-                if newest[j] == old:
-                    newest[j] = i
-            close[i] = max(close[i], close.pop(old))
+    for k, i in enumerate(top[1:] if vectors is not None and most > 0 else [], 1):
+        # only a statement about the same people: Bram's move never supersedes Kora's home
+        earlier = [j for j in top[:k] if mentions[j] == mentions[i]]
+        similarity = vectors[earlier] @ vectors[i]
+        if not earlier or float(similarity.max()) < link:
+            continue
+        old = newest[earlier[int(similarity.argmax())]]
+        for j in top[:k]:
+            if newest[j] == old:
+                newest[j] = i
+        close[i] = max(close[i], close.pop(old))
     best = max(close.values(), default=0.0)
 
     def rank(i: int) -> tuple:

@@ -364,6 +364,9 @@ def test_a_later_statement_like_an_earlier_one_supersedes_it_as_the_note():
     # the move supersedes the home it is like, as close to the question as it; the fact it replaced goes last
     assert [texts[i] for i in order] == [texts[2], texts[1], texts[3], texts[0]]
     assert [texts[i] for i in rank_notes(candidates, ("bram",), 0.0)] == [texts[0], texts[2], texts[1], texts[3]]
+    # a statement supersedes only one naming the same people, and only for a question that names someone
+    assert rank_notes(candidates, ("bram", "kora"), 0.0, vectors=vectors, link=0.9) == [3, 2, 1, 0]
+    assert rank_notes(candidates, (), 0.0, vectors=vectors, link=0.9) == [3, 0, 2, 1]
     # asked about work, the closest chain is the work fact, which nothing superseded
     candidates = [(i, t, close) for i, (t, close) in enumerate(zip(texts, [0.5, 0.8, 0.45, 0.2]))]
     assert texts[rank_notes(candidates, ("bram",), 0.0, vectors=vectors, link=0.9)[0]] == texts[1]
