@@ -387,7 +387,7 @@ class Agent:
         sentences = split_sentences(text) or [text.strip()]
         steps: list[SentenceStep] = []
         engram_ids: list[int] = []
-        reminded, indices, closeness, found = [], torch.zeros(1, 0, dtype=torch.long), [], None
+        reminded, indices, closeness, reminded_vectors = [], torch.zeros(1, 0, dtype=torch.long), [], None
         cues = cue_words(text) if self.cfg.chat.cue_limit > 0 else ()
         if self.memory is not None or self.memoria is not None:
             with clock.stage("encode"):
@@ -405,11 +405,11 @@ class Agent:
                 live = [i for i in indices[0].tolist() if i >= 0]
                 cued = self._cued(user, cues, steps, set(live) | set(engram_ids))
                 reminded = self.memoria.engrams(user, live + cued)
-                found = torch.cat([memories[0, : len(live)], self.memoria.vectors(user, cued)])
-                found = torch.nn.functional.normalize(found, dim=-1)
+                reminded_vectors = torch.nn.functional.normalize(
+                    torch.cat([memories[0, : len(live)], self.memoria.vectors(user, cued)]), dim=-1)
                 query = torch.nn.functional.normalize(vectors[0].mean(0), dim=-1)
-                closeness = (found @ query).tolist()
-        note_texts, note_engrams = self._notes(steps, reminded, closeness, cues, found)
+                closeness = (reminded_vectors @ query).tolist()
+        note_texts, note_engrams = self._notes(steps, reminded, closeness, cues, reminded_vectors)
         if self.retrieval is not None:
             with clock.stage("remind"):
                 found = [t for t, _ in self.retrieval.search(user, text, self.cfg.retrieval.top_k)]

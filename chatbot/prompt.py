@@ -128,8 +128,9 @@ def rank_notes(
     about someone else that is closer. Among them, a statement at least `link` close to
     the closest earlier one naming the same of them supersedes it ("Oriel moved to
     Quillmere." after "Oriel lives in Vantastad."): the two count as one statement, the
-    newer, as close to the message as the closer of them, and the older goes last. The remaining ones within `margin`
-    of the closest go newest first, then by closeness; the others last, by closeness.
+    newer, as close to the message as the closer of them, and the older goes last. The
+    remaining ones within `margin` of the closest go newest first, then by closeness;
+    the others last, by closeness.
     """
     mentions = [frozenset(text_words(text) & set(cues)) for _, text, _ in candidates]
     named = [len(m) for m in mentions]
