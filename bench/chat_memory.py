@@ -19,7 +19,9 @@ dialogue it reports:
                for corrected facts and others, by three rules: `closest` alone;
                `margin`, naming the question's people, newest within 0.15 of the
                closest (the rule before statements superseded each other); `config`,
-               the configured rule (chat.note_link_similarity, chat.note_recency_margin)
+               the configured rule (chat.note_link_similarity, chat.note_recency_margin,
+               chat.note_unnamed_closeness); `unnamed`, the configured rule with closeness
+               taken with the question's names masked (chat.note_unnamed_closeness on)
   supersede@T  of the earlier writes a statement's write key reaches at cosine >= T
                (what consolidation.supersede_similarity = T would mark superseded),
                the share that really are the fact being corrected
@@ -43,16 +45,17 @@ sys.path[0] = str(ROOT)  # not bench/: its vocab.py would shadow the vocab packa
 
 from chatbot import Controller, load_config  # noqa: E402
 from chatbot.config import ChatConfig  # noqa: E402
-from chatbot.prompt import cue_words, rank_notes  # noqa: E402
+from chatbot.prompt import cue_words, rank_notes, without_names  # noqa: E402
 from memory.episodes import TeachRecall  # noqa: E402
 from memory.interface import unit_keys  # noqa: E402
+from memory.memoria import text_words  # noqa: E402
 from memory.neural_chat import ChatMemory  # noqa: E402
 from memory.retrieval import SentenceEncoder  # noqa: E402
 
 THRESHOLDS = (0.9, 0.95, 0.98, 0.995)
 
 
-NOTE_RULES = ("closest", "margin", "config")
+NOTE_RULES = ("closest", "margin", "config", "unnamed")
 NOTE_KEYS = tuple(f"{rule}_{kind}" for kind in ("corrected", "others") for rule in NOTE_RULES)
 
 
@@ -60,7 +63,9 @@ def score(memory: ChatMemory, encoder: SentenceEncoder, gen: TeachRecall, facts:
           chat: ChatConfig, people: int | None = None) -> dict:
     """Run `dialogues` validation dialogues of `facts` facts (about `people` people) through `memory`; shares over all of them."""
     rng = random.Random(seed)
-    rules = {"margin": dict(margin=0.15), "config": dict(margin=chat.note_recency_margin, link=chat.note_link_similarity)}
+    configured = dict(margin=chat.note_recency_margin, link=chat.note_link_similarity)
+    rules = {"margin": dict(margin=0.15), "config": dict(configured, unnamed=chat.note_unnamed_closeness),
+             "unnamed": dict(configured, unnamed=True)}
     hits = {k: [] for k in ("pointer", "decode", "key@1", "key@4", "hidden@1", "hidden@4", "sentence@1", "sentence@4",
                             *NOTE_KEYS)}
     reached = {t: [0, 0] for t in THRESHOLDS}  # threshold -> [right, all]
@@ -87,10 +92,16 @@ def score(memory: ChatMemory, encoder: SentenceEncoder, gen: TeachRecall, facts:
                 kind = "corrected" if step.tag == "corrected" else "others"
                 hits[f"closest_{kind}"].append(max(by_sentence, key=by_sentence.__getitem__) == gold)
                 said = list(by_sentence)  # every earlier statement, oldest first
-                candidates = [(j, episode.steps[j].text, by_sentence[j]) for j in said]
+                cues = cue_words(step.text)
+                unnamed = dict(by_sentence)  # as the agent measures it: names masked in the statements naming them
+                about = [j for j in said if text_words(episode.steps[j].text) & set(cues)]
+                if about:
+                    masked = encoder([without_names(t, cues) for t in [step.text, *(episode.steps[j].text for j in about)]])
+                    unnamed.update({j: float(masked[0] @ v) for j, v in zip(about, masked[1:])})
                 for rule, options in rules.items():
-                    ranked = rank_notes(candidates, cue_words(step.text), options["margin"], vectors=sentence[said],
-                                        link=options.get("link", 2.0))
+                    close = unnamed if options.get("unnamed") else by_sentence
+                    candidates = [(j, episode.steps[j].text, close[j]) for j in said]
+                    ranked = rank_notes(candidates, cues, options["margin"], vectors=sentence[said], link=options.get("link", 2.0))
                     hits[f"{rule}_{kind}"].append(said[ranked[0]] == gold)
                 continue
             if step.fact:
@@ -147,7 +158,8 @@ def main() -> None:
             print(f"| {name} | {n} | {r['questions']} | {pct(r['pointer'])} | {pct(r['decode'])} | {pct(r['key@1'])} "
                   f"| {pct(r['key@4'])} | {pct(r['hidden@1'])} | {pct(r['hidden@4'])} | {pct(r['sentence@1'])} | {pct(r['sentence@4'])} |")
     first = next(iter(results.values()))  # the note does not depend on the checkpoint
-    print(f"\nThe note (MiniLM closeness; config: link {cfg.chat.note_link_similarity}, margin {cfg.chat.note_recency_margin}):\n")
+    print(f"\nThe note (MiniLM closeness; config: link {cfg.chat.note_link_similarity}, margin {cfg.chat.note_recency_margin}, "
+          f"names masked {cfg.chat.note_unnamed_closeness}):\n")
     print("| facts | " + " | ".join(f"{k.split('_')[1]}: {k.split('_')[0]}" for k in NOTE_KEYS) + " |")
     print("|---|" + "---|" * len(NOTE_KEYS))
     for n, r in first.items():

@@ -3,7 +3,7 @@
     python bench/teach_recall.py [--quick] [--config configs/default.yaml] [--systems a,b] [--dialogues 3,2,1] [--people 16]
 
 Dialogues come from the generator's test split (people, values and phrasings never
-seen in training): N facts are taught, one chat turn each, with chit-chat between
+seen in training; --split val for choosing settings): N facts are taught, one chat turn each, with chit-chat between
 them; a fifth of them are corrected later; more chit-chat; then every fact is asked.
 Each fact is about someone new, or with --people N, about N people, several facts each.
 Every utterance is a real chat turn (Agent.chat_stream: vocabulary, memories,
@@ -19,7 +19,12 @@ fact's latest value (case-insensitive). The systems differ only in their config:
   full_unspelled  the full system without the note-spelling bias (generation.note_spelling_bias 0)
   full_unanswered the full system without the answer bias (generation.note_answer_bias 0)
   full_unlinked   the full system without statements superseding each other: the note is the
-                newest within 0.15 of the closest (chat.note_link_similarity off, margin 0.15)
+                newest within 0.15 of the closest (chat.note_link_similarity off, margin 0.15,
+                names in: chat.note_unnamed_closeness off)
+  full_unnamed  the full system with closeness to the question taken with the names masked
+                (chat.note_unnamed_closeness on, margin 0.1)
+  full_added_replies  the full system with replies free to use the vocabulary's added
+                tokens (generation.reply_added_tokens on: the previous default)
 
 Also measured: accuracy after a restart between teaching and asking (a new Agent
 on the same SQLite file), the share of questions whose teaching sentence was in the
@@ -63,7 +68,9 @@ SYSTEMS = {
     "full_system": {},
     "full_unspelled": {"generation.note_spelling_bias": 0.0},
     "full_unanswered": {"generation.note_answer_bias": 0.0},
-    "full_unlinked": {"chat.note_link_similarity": 2.0, "chat.note_recency_margin": 0.15},
+    "full_unlinked": {"chat.note_link_similarity": 2.0, "chat.note_recency_margin": 0.15, "chat.note_unnamed_closeness": False},
+    "full_unnamed": {"chat.note_recency_margin": 0.1, "chat.note_unnamed_closeness": True},
+    "full_added_replies": {"generation.reply_added_tokens": True},
 }
 SIZES = (10, 50, 200)
 RESTART_FACTS = 20
@@ -78,8 +85,8 @@ def configured(base: Config, changes: dict, max_new_tokens: int) -> Config:
     return cfg
 
 
-def dialogues(seed: int, counts: dict[int, int], people: int | None = None) -> dict[int, list[Episode]]:
-    gen = TeachRecall("test", ROOT.parent / "shared" / "data" / "names" / "names.txt")
+def dialogues(seed: int, counts: dict[int, int], people: int | None = None, split: str = "test") -> dict[int, list[Episode]]:
+    gen = TeachRecall(split, ROOT.parent / "shared" / "data" / "names" / "names.txt")
     rng = random.Random(seed)
     return {n: [gen.episode(rng, n, corrections=n // 5, people=people) for _ in range(k)] for n, k in counts.items()}
 
@@ -191,18 +198,19 @@ def main() -> None:
     parser.add_argument("--restarts", type=int, default=2, help=f"dialogues of {RESTART_FACTS} facts with a restart")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--people", type=int, default=0, help="facts about this many people, several each (0 = someone new each)")
+    parser.add_argument("--split", default="test", choices=("val", "test"), help="val to choose settings on, test to report")
     parser.add_argument("--max-new-tokens", type=int, default=48, help="reply length cap (answers come first)")
     args = parser.parse_args()
     base = load_config(args.config)
     controller = Controller.from_config(base.model)
     people = args.people or None
     if args.quick:
-        plan = dialogues(args.seed, {3: 1}, people)
-        restart = dialogues(args.seed + 1, {3: 1}, people)[3]
+        plan = dialogues(args.seed, {3: 1}, people, args.split)
+        restart = dialogues(args.seed + 1, {3: 1}, people, args.split)[3]
     else:
         counts = dict(zip(SIZES, (int(x) for x in args.dialogues.split(","))))
-        plan = dialogues(args.seed, {n: k for n, k in counts.items() if k > 0}, people)
-        restart = dialogues(args.seed + 1, {RESTART_FACTS: args.restarts}, people)[RESTART_FACTS]
+        plan = dialogues(args.seed, {n: k for n, k in counts.items() if k > 0}, people, args.split)
+        restart = dialogues(args.seed + 1, {RESTART_FACTS: args.restarts}, people, args.split)[RESTART_FACTS]
     names = [s.strip() for s in args.systems.split(",") if s.strip()]
     started = time.perf_counter()
     results = {}
@@ -217,7 +225,7 @@ def main() -> None:
     sizes = [f"acc_{n}" for n in plan]
     print(f"Teach-and-recall through the chatbot ({', '.join(f'{len(e)} dialogue(s) of {n} facts' for n, e in plan.items())}; "
           f"{len(restart)} restart dialogue(s) of {RESTART_FACTS} facts{f'; about {people} people each' if people else ''}); controller: {base.model.source} "
-          f"{base.model.package}{' + adapter' if base.model.adapter else ''}; test split; torch threads {torch.get_num_threads()}")
+          f"{base.model.package}{' + adapter' if base.model.adapter else ''}; {args.split} split; torch threads {torch.get_num_threads()}")
     header = f"| system | {' | '.join(sizes)} | latest value | after restart | notes hit | memory share | ms/turn |"
     print(header)
     print("|" + "---|" * (header.count("|") - 1))

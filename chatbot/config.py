@@ -63,6 +63,7 @@ class GenerationConfig:
     top_p: float = 0.9  # only used when sampling
     note_spelling_bias: float = 0.0  # logit added to the next piece of a word the reply is spelling as a note does; 0 = off
     note_answer_bias: float = 0.0  # logit added to the first piece of the rare words of notes that answer a question; 0 = off
+    reply_added_tokens: bool = True  # replies may use the elastic vocabulary's added tokens; false: base pieces only (added tokens still read the prompt)
 
 
 @dataclass
@@ -77,6 +78,7 @@ class ChatConfig:
     note_min_similarity: float = -1.0  # a reminded engram becomes a note only if this close (cosine) to the turn; -1 = any
     note_recency_margin: float = 0.0  # reminded statements within this cosine of the closest are taken newest first (corrections win)
     note_link_similarity: float = 2.0  # a statement this close (cosine) to an earlier one naming the same people supersedes it as a note; > 1 = off
+    note_unnamed_closeness: bool = False  # a statement naming whom the message is about is as close as the two are with those names masked
     cue_limit: int = 0  # engrams mentioning the message's names recalled beside Memoria's remind, and preferred as notes; 0 = off
     soft_prefix: bool = False  # also prepend the neural memory's reads to the prompt's embeddings
 

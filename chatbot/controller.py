@@ -292,13 +292,14 @@ class Controller:
         of `answer_words` that the base tokenizer splits (names, numbers: words the model
         cannot know) gets gen.note_answer_bias wherever the reply is, against the values
         of earlier answers in the conversation that it would otherwise copy.
-        Returns: {token ids (elastic merges applied): bias}; empty when nothing is biased.
+        Returns: {token ids (elastic merges applied when replies use added tokens): bias};
+        empty when nothing is biased.
         """
         bias: dict[tuple[int, ...], float] = {}
         if gen.note_spelling_bias:
             for word in {w for note in notes for w in words(note)}:
                 for text in (" " + word, word):  # mid-reply, and at the reply's start
-                    ids = self._merged(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+                    ids = self._reply_ids(self.tokenizer(text, add_special_tokens=False)["input_ids"], gen)
                     bias.update({tuple(ids[: k + 1]): gen.note_spelling_bias for k in range(1, len(ids))})
         if gen.note_answer_bias:
             for word in set(answer_words):
@@ -306,13 +307,13 @@ class Controller:
                 # a number's space is a piece of its own (" 5202" -> " ", "5", "2", ...): bias its first digit
                 lead = next((i for i, t in enumerate(base) if self.tokenizer.decode([t]).strip()), len(base))
                 if len(base) - lead >= 2:  # a grown token may hold the space too, so both are biased
-                    firsts = {self._merged(base)[0], self._merged(base[lead:])[0]} - set(base[:lead])
+                    firsts = {self._reply_ids(base, gen)[0], self._reply_ids(base[lead:], gen)[0]} - set(base[:lead])
                     bias.update({(first,): gen.note_answer_bias for first in firsts})
         return bias
 
-    def _merged(self, ids: list[int]) -> list[int]:
-        """Base token ids as the model sees them: elastic merges applied."""
-        return self.vocab.merge(ids) if self.vocab is not None else ids
+    def _reply_ids(self, ids: list[int], gen: GenerationConfig) -> list[int]:
+        """Base token ids as a reply would spell them: elastic merges applied when replies use added tokens."""
+        return self.vocab.merge(ids) if self.vocab is not None and gen.reply_added_tokens else ids
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -417,6 +418,8 @@ class Controller:
         bias = self.note_bias(notes, answer_words, gen)
         if bias:
             kwargs.update(sequence_bias=bias)
+        if self.vocab is not None and not gen.reply_added_tokens and self.vocab.size > self.vocab.base_size:
+            kwargs.update(suppress_tokens=list(range(self.vocab.base_size, self.vocab.size)))
         if gen.do_sample:
             kwargs.update(temperature=gen.temperature, top_p=gen.top_p)
         else:  # the model's generation_config may carry sampling defaults that greedy ignores noisily

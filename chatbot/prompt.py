@@ -104,6 +104,14 @@ def cue_words(text: str) -> tuple[str, ...]:
     return tuple(cues)
 
 
+def without_names(text: str, cues: Sequence[str]) -> str:
+    """`text` with the names and numbers `cues` holds replaced by "someone": what it says
+    about them ("Kedar is on the staff of Sileholm." -> "someone is on the staff of Sileholm.")."""
+    for cue in cues:
+        text = re.sub(rf"(?<![^\W_]){re.escape(cue)}(?![^\W_])", "someone", text, flags=re.IGNORECASE)
+    return text
+
+
 def answer_words(text: str, notes: Sequence[str]) -> list[str]:
     """Where an answer from memory would come from: when `text` asks something and names
     someone, the words of the notes mentioning them that `text` does not hold

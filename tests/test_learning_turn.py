@@ -14,7 +14,7 @@ import torch
 
 from chatbot import Agent, load_config
 from chatbot.agent import MEMORY_STAGES
-from chatbot.prompt import answer_words, cue_words, rank_notes
+from chatbot.prompt import answer_words, cue_words, rank_notes, without_names
 from memory.memoria import Engram, EngramType
 from memory.store import Store
 
@@ -392,6 +392,34 @@ def test_a_correction_phrased_far_from_the_question_is_the_note(tmp_path, tiny_c
     reply = list(agent.chat_stream("ann", "Who does Bram work for?"))[-1]
     assert reply.memory["notes"] == [work_note]
     agent.close()
+
+
+@pytest.mark.parametrize(
+    ("unnamed", "margin", "pet_note"),
+    [
+        (True, 0.1, "Kedar looks after a rabbit named Peliavale."),
+        # with the name in, every statement about Kedar is about as close: the newest within 0.15 wins
+        (False, 0.15, "The place Kedar calls home is Halucrest."),
+    ],
+)
+def test_of_several_facts_about_someone_the_note_is_the_one_asked_about(tmp_path, tiny_controller, unnamed, margin, pet_note):
+    agent = make_agent(tmp_path, tiny_controller, memoria__vector="sentence", chat__max_notes=1, chat__cue_limit=8,
+                       chat__note_link_similarity=0.6, chat__note_recency_margin=margin, chat__note_unnamed_closeness=unnamed)
+    for text in ["Kedar is on the staff of Sileholm.", "Kedar looks after a rabbit named Peliavale.",
+                 "The place Kedar calls home is Halucrest.", "The code of Kedar's locker is 4417."]:
+        agent.chat("ann", text)
+    # MiniLM to the pet question, names in: work 0.54, pet 0.65, home 0.55; masked: 0.13, 0.41, 0.24
+    reply = list(agent.chat_stream("ann", "What is the name of Kedar's pet?"))[-1]
+    assert reply.memory["notes"] == [pet_note]
+    reply = list(agent.chat_stream("ann", "Where does Kedar live?"))[-1]
+    assert reply.memory["notes"] == ["The place Kedar calls home is Halucrest."]
+    agent.close()
+
+
+def test_without_names_masks_whole_words_only():
+    assert without_names("What company pays Kedar? kedar's code is 4417, not 44170 or Kedarx.", ("kedar", "4417")) == (
+        "What company pays someone? someone's code is someone, not 44170 or Kedarx."
+    )
 
 
 @pytest.mark.parametrize(

@@ -281,6 +281,17 @@ def test_generation_emits_added_tokens_and_the_streamer_decodes_them(tiny_cfg, t
     gen = replace(tiny_cfg.generation, max_new_tokens=3)
     text = "".join(controller.generate(ids, gen=gen))
     assert text.startswith(" Quillmere")
+    # replies held to base pieces: the added token never comes out, the base greedy one does
+    text = "".join(controller.generate(ids, gen=replace(gen, reply_added_tokens=False)))
+    assert text.startswith(tokenizer.decode([greedy])) and not text.startswith(" Quillmere")
+    # and the note biases name the pieces a reply can use
+    biases = {
+        added: controller.note_bias(["Oriel moved to Quillmere."], ["Quillmere"],
+                                    replace(gen, note_spelling_bias=4.0, note_answer_bias=4.0, reply_added_tokens=added))
+        for added in (True, False)
+    }
+    assert any(event.token_id in key for key in biases[True])
+    assert biases[False] and all(i < vocab.base_size for key in biases[False] for i in key)
     streamer = TextIteratorStreamer(vocab, skip_special_tokens=True)
     streamer.put(torch.tensor([vocab.encode("to Quillmere and Oriel")]))
     streamer.end()
