@@ -23,9 +23,11 @@ fact's latest value (case-insensitive). The systems differ only in their config:
                 names in: chat.note_unnamed_closeness off)
   full_unnamed  the full system with closeness to the question taken with the names masked
                 (chat.note_unnamed_closeness on, margin 0.1)
+  full_fit20    the full system with 20 distillation steps on a grown token's row instead
+                of 5 (vocab.fit_steps 20)
   full_base_replies  the full system with replies held to base pieces, never the
                 vocabulary's added tokens (generation.reply_added_tokens off)
-  full_unnamed_base_replies  both of the last two
+  full_unnamed_base_replies  full_unnamed and full_base_replies together
 
 Also measured: accuracy after a restart between teaching and asking (a new Agent
 on the same SQLite file), the share of questions whose teaching sentence was in the
@@ -71,6 +73,7 @@ SYSTEMS = {
     "full_unanswered": {"generation.note_answer_bias": 0.0},
     "full_unlinked": {"chat.note_link_similarity": 2.0, "chat.note_recency_margin": 0.15, "chat.note_unnamed_closeness": False},
     "full_unnamed": {"chat.note_recency_margin": 0.1, "chat.note_unnamed_closeness": True},
+    "full_fit20": {"vocab.fit_steps": 20},
     "full_base_replies": {"generation.reply_added_tokens": False},
     "full_unnamed_base_replies": {"chat.note_recency_margin": 0.1, "chat.note_unnamed_closeness": True,
                                   "generation.reply_added_tokens": False},
