@@ -3,8 +3,9 @@
     python bench/teach_recall.py [--quick] [--config configs/default.yaml] [--systems a,b] [--dialogues 3,2,1] [--people 16]
 
 Dialogues come from the generator's test split (people, values and phrasings never
-seen in training; --split val for choosing settings): N facts are taught, one chat turn each, with chit-chat between
-them; a fifth of them are corrected later; more chit-chat; then every fact is asked.
+seen in training; --split val for choosing settings): N facts are taught, one chat
+turn each, with chit-chat between them; a fifth of them are corrected later; more
+chit-chat; then every fact is asked.
 Each fact is about someone new, or with --people N, about N people, several facts each.
 Every utterance is a real chat turn (Agent.chat_stream: vocabulary, memories,
 generation, SQLite). A question counts as answered when the reply contains the
