@@ -45,10 +45,9 @@ sys.path[0] = str(ROOT)  # not bench/: its vocab.py would shadow the vocab packa
 
 from chatbot import Controller, load_config  # noqa: E402
 from chatbot.config import ChatConfig  # noqa: E402
-from chatbot.prompt import cue_words, rank_notes, without_names  # noqa: E402
+from chatbot.prompt import cue_words, rank_notes, unnamed_closeness  # noqa: E402
 from memory.episodes import TeachRecall  # noqa: E402
 from memory.interface import unit_keys  # noqa: E402
-from memory.memoria import text_words  # noqa: E402
 from memory.neural_chat import ChatMemory  # noqa: E402
 from memory.retrieval import SentenceEncoder  # noqa: E402
 
@@ -93,11 +92,8 @@ def score(memory: ChatMemory, encoder: SentenceEncoder, gen: TeachRecall, facts:
                 hits[f"closest_{kind}"].append(max(by_sentence, key=by_sentence.__getitem__) == gold)
                 said = list(by_sentence)  # every earlier statement, oldest first
                 cues = cue_words(step.text)
-                unnamed = dict(by_sentence)  # as the agent measures it: names masked in the statements naming them
-                about = [j for j in said if text_words(episode.steps[j].text) & set(cues)]
-                if about:
-                    masked = encoder([without_names(t, cues) for t in [step.text, *(episode.steps[j].text for j in about)]])
-                    unnamed.update({j: float(masked[0] @ v) for j, v in zip(about, masked[1:])})
+                unnamed = dict(zip(said, unnamed_closeness(step.text, cues, [episode.steps[j].text for j in said],
+                                                           [by_sentence[j] for j in said], encoder)))
                 for rule, options in rules.items():
                     close = unnamed if options.get("unnamed") else by_sentence
                     candidates = [(j, episode.steps[j].text, close[j]) for j in said]

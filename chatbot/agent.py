@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 
 from memory.interface import MemoryModel, unit_keys
-from memory.memoria import Engram, EngramType, Memoria, lifespan_delta, stored_version, text_words
+from memory.memoria import Engram, EngramType, Memoria, lifespan_delta, stored_version
 from memory.neural_chat import ChatMemory, SentenceStep, WriteRecord
 from memory.retrieval import RetrievalIndex, SentenceEncoder
 from memory.store import Store, Turn
@@ -46,7 +46,7 @@ from .controller import Controller, Generation, ModelLoadError, model_tag
 from .memory_file import EngramEntry, MemoryFile, WriteEntry
 from .prompt import (
     ForgetRequest, answer_words, chat_messages, cue_words, forget_request, is_question, rank_notes, split_sentences,
-    without_names,
+    unnamed_closeness,
 )
 
 log = logging.getLogger(__name__)
@@ -340,21 +340,6 @@ class Agent:
         ordered = sorted(chosen.items(), key=lambda item: (item[1][0], item[1][1] if item[1][1] is not None else -1))
         return [text for text, _ in ordered], [engram for _, (_, engram) in ordered]
 
-    def _unnamed_closeness(self, text: str, cues: tuple[str, ...], reminded: list, closeness: list[float]) -> list[float]:
-        """`closeness`, but for the reminded engrams naming the message's names, measured
-        with those names masked in both: among several statements about Kedar, "What company
-        pays Kedar?" is closest to the one about his work, where the shared name would let
-        his home or his pet be as close."""
-        about = [k for k, engram in enumerate(reminded) if engram.text and text_words(engram.text) & set(cues)]
-        if not about:
-            return closeness
-        texts = [without_names(t, cues) for t in (text, *(reminded[k].text for k in about))]
-        vectors = torch.nn.functional.normalize(self._engram_vectors(texts), dim=-1)
-        out = list(closeness)
-        for k, vector in zip(about, vectors[1:]):
-            out[k] = float(vector @ vectors[0])
-        return out
-
     def _cued(self, user: str, cues: tuple[str, ...], steps: list[SentenceStep], skip: set[int]) -> list[int]:
         """Engrams recalled beside Memoria's remind: those mentioning the message's names
         (up to chat.cue_limit), and those holding the neural memory's reads."""
@@ -426,7 +411,7 @@ class Agent:
                 query = torch.nn.functional.normalize(vectors[0].mean(0), dim=-1)
                 closeness = (reminded_vectors @ query).tolist()
                 if self.cfg.chat.note_unnamed_closeness and cues:
-                    closeness = self._unnamed_closeness(text, cues, reminded, closeness)
+                    closeness = unnamed_closeness(text, cues, [e.text for e in reminded], closeness, self._engram_vectors)
         note_texts, note_engrams = self._notes(steps, reminded, closeness, cues, reminded_vectors)
         if self.retrieval is not None:
             with clock.stage("remind"):

@@ -11,7 +11,7 @@ learns exactly the layout it meets in chat.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -112,6 +112,25 @@ def without_names(text: str, cues: Sequence[str]) -> str:
     return text
 
 
+def unnamed_closeness(
+    text: str, cues: Sequence[str], statements: Sequence[str], closeness: Sequence[float],
+    encode: Callable[[list[str]], torch.Tensor],  # texts -> [N, D] vectors
+) -> list[float]:
+    """`closeness` of `statements` to `text`, but for those naming `cues`, measured with
+    those names masked in both: among several statements about Kedar, "What company pays
+    Kedar?" is closest to the one about his work, where the shared name would let his home
+    or his pet be as close."""
+    about = [k for k, statement in enumerate(statements) if statement and text_words(statement) & set(cues)]
+    out = list(closeness)
+    if not about:
+        return out
+    masked = [without_names(t, cues) for t in (text, *(statements[k] for k in about))]
+    vectors = torch.nn.functional.normalize(encode(masked), dim=-1)
+    for k, vector in zip(about, vectors[1:]):
+        out[k] = float(vector @ vectors[0])
+    return out
+
+
 def answer_words(text: str, notes: Sequence[str]) -> list[str]:
     """Where an answer from memory would come from: when `text` asks something and names
     someone, the words of the notes mentioning them that `text` does not hold
@@ -149,8 +168,10 @@ def rank_notes(
     for k, i in enumerate(top[1:] if vectors is not None and most > 0 else [], 1):
         # only a statement about the same people: Bram's move never supersedes Kora's home
         earlier = [j for j in top[:k] if mentions[j] == mentions[i]]
+        if not earlier:
+            continue
         similarity = vectors[earlier] @ vectors[i]
-        if not earlier or float(similarity.max()) < link:
+        if float(similarity.max()) < link:
             continue
         old = newest[earlier[int(similarity.argmax())]]
         for j in top[:k]:

@@ -255,7 +255,7 @@ class TeachRecall:
         `questions` of them (default all), every corrected one among them.
         No value repeats within a dialogue, so every answer is unambiguous.
         With `people`, the facts are about that many people, several each (a person's
-        home, work and pet); otherwise each is about almost always someone new.
+        home, work and pet); otherwise almost every fact is about someone new.
         """
         if corrections > n_facts:
             raise ValueError("cannot correct more facts than are taught")
