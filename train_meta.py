@@ -168,14 +168,15 @@ def adapter_stage(cfg: Config, accelerator: Accelerator) -> Stage:
     babi = babi_file(mt.data_dir, 1, "train", mt.babi_set) if at.babi_share > 0 else None
     examples = training_examples(names, cfg.chat.system_prompt, dialogues=at.dialogues, max_facts=at.max_facts,
                                  seed=mt.seed, split="train", reply_of=replies, history_turns=at.history_turns,
-                                 babi_file=babi, babi_share=at.babi_share)
+                                 babi_file=babi, babi_share=at.babi_share, paraphrase_share=at.paraphrase_share,
+                                 crowded_share=at.crowded_share)
     data = [_tokenized(tokenizer, e.messages, e.reply) for e in examples]
     layers = controller.model.config.num_hidden_layers
     lora = adapter_config(rank=at.rank, alpha=at.alpha, dropout=at.dropout, targets=at.targets,
                           from_layer=at.from_layer, layers=layers)
     model = get_peft_model(controller.model.train(), LoraConfig(**lora))
     sampler = StepBudgetSampler([len(ids) for ids, _ in data], TOKEN_BUDGET * mt.batch_size, mt.batch_size, mt.seed)
-    pad = tokenizer.pad_token_id
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id  # masked out; some tokenizers set none
     loader = DataLoader(data, batch_sampler=sampler, collate_fn=lambda items: _padded(items, pad))
 
     def forward(model: nn.Module, batch: dict) -> dict[str, torch.Tensor]:
@@ -188,7 +189,8 @@ def adapter_stage(cfg: Config, accelerator: Accelerator) -> Stage:
     def export(model: nn.Module, record: dict) -> dict:
         state = {k: v.detach().cpu().half() for k, v in get_peft_model_state_dict(model).items()}
         scores = score_adapter(model, controller, cfg, names, replies)
-        record.update(dialogues=at.dialogues, examples=len(examples), lora=lora, validation=scores)
+        record.update(dialogues=at.dialogues, examples=len(examples), paraphrase_share=at.paraphrase_share,
+                      crowded_share=at.crowded_share, lora=lora, validation=scores)
         path = Path(mt.export_path)
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save({"config": lora, "state_dict": state, "record": record}, path)

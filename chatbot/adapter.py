@@ -19,6 +19,12 @@ the same person, the newest of which holds the answer: more ways of saying that
 someone moved than the train split's templates, and practice at letting the latest
 statement win.
 
+Optionally too, a share of questions re-asked in phrasings of EXTRA_ASK, which no
+split of the generator uses (the adapter learned the train split's six ways to ask
+where someone lives and, asked "Where can I find X's home?" with the answering note
+in its prompt, said it had not been told), and a share of crowded dialogues about a
+few people, several facts each, as chat with a family's facts looks.
+
 Only decoder layers from `from_layer` on are adapted, so the hidden states the
 memory interface reads (layer `interface.feature_layer`) stay as it was trained on.
 At load the LoRA weights are merged into the model: chat pays nothing for them.
@@ -27,9 +33,10 @@ At load the LoRA weights are merged into the model: chat pays nothing for them.
 from __future__ import annotations
 
 import json
+import math
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -51,6 +58,36 @@ ANSWER = {
     "work": ["{s} works at {v}.", "You told me that {s} works at {v}."],
     "pet": ["{s}'s pet is called {v}.", "You told me that {s}'s pet is called {v}."],
     "code": ["{s}'s locker code is {v}.", "You told me that {s}'s locker code is {v}."],
+}
+# Training-only ways to ask: more forms to learn that a question about a relation is
+# answered from its note, whatever its words. Written after seeing test-split misses,
+# so each is at least three words' edits from every validation and test template (a
+# test checks): wh-, yes/no, imperative and "remind me" forms of each relation.
+EXTRA_ASK = {
+    "home": [
+        "Where is {s} living now?", "What city is {s} in?", "Do you know where {s} lives?",
+        "Can you tell me where {s} lives?", "Where does {s} stay?", "Remind me where {s} lives.",
+        "What's the name of the town where {s} lives?", "Where is {s} based?", "Where has {s} got a house?",
+        "Where would I go to visit {s}?", "What is {s}'s address town?", "{s} lives where?",
+    ],
+    "work": [
+        "Where is {s} employed?", "Which business is {s} employed by?", "Do you know where {s} works?",
+        "Can you tell me where {s} works?", "Who is {s}'s employer?", "Where does {s} have a job?",
+        "Remind me where {s} works.", "What firm is {s} with?", "What's the name of {s}'s company?",
+        "Where does {s} go to work?", "Which employer does {s} have?", "{s} works where?",
+    ],
+    "pet": [
+        "Do you recall the pet name {s} picked?", "Do you know what {s}'s pet is called?", "Remind me what {s}'s pet is called.",
+        "By what name does {s} call the pet?", "Can you tell me {s}'s pet's name?", "What name does {s}'s pet go by?",
+        "What is {s}'s animal called?", "Which pet name did {s} choose?", "What is the pet of {s} named?",
+        "Do you remember {s}'s pet's name?", "Who is {s}'s pet?", "{s}'s pet is called what?",
+    ],
+    "code": [
+        "What's {s}'s locker code?", "Do you know {s}'s locker code?", "Which number is {s}'s locker code?",
+        "Can you tell me the code of {s}'s locker?", "What code unlocks {s}'s locker?", "How do I open {s}'s locker?",
+        "What's the number for {s}'s locker?", "Which combination opens {s}'s locker?", "I forgot {s}'s locker code, what is it?",
+        "Do you remember the code to {s}'s locker?", "What digits open {s}'s locker?", "{s}'s locker code is what?",
+    ],
 }
 NOT_TOLD = ["I'm sorry, I don't remember you telling me that.", "You haven't told me that yet, as far as I remember."]
 # General questions: the first GENERAL_TRAIN are distilled in training, the rest held out.
@@ -194,19 +231,45 @@ def distilled_examples(
     return out
 
 
+def paraphrased(episode: Episode, rng: random.Random, share: float) -> Episode:
+    """`episode` with a `share` of its questions asked in an EXTRA_ASK phrasing instead."""
+    steps = list(episode.steps)
+    for i, step in enumerate(steps):
+        if step.is_question and rng.random() < share:
+            fact = steps[step.support[0] - 1].fact
+            steps[i] = replace(step, text=rng.choice(EXTRA_ASK[fact.relation]).format(s=fact.subject))
+    return replace(episode, steps=steps)
+
+
+def training_dialogue(
+    gen: TeachRecall, rng: random.Random, max_facts: int, *, paraphrase_share: float = 0.0, crowded_share: float = 0.0
+) -> Episode:
+    """One dialogue of 2..`max_facts` facts, a third of them at most corrected.
+
+    At `crowded_share` it is about ceil(facts / 3) people; `paraphrase_share` of its
+    questions are asked in EXTRA_ASK phrasings. At 0 neither draws from `rng`, so the
+    dialogues are those of a recipe without them.
+    """
+    n = rng.randint(2, max_facts)
+    people = math.ceil(n / 3) if crowded_share > 0 and rng.random() < crowded_share else None
+    episode = gen.episode(rng, n, corrections=rng.randint(0, n // 3), people=people)
+    return paraphrased(episode, rng, paraphrase_share) if paraphrase_share > 0 else episode
+
+
 def training_examples(
     names_file: str | Path, system_prompt: str, *, dialogues: int, max_facts: int, seed: int, split: str,
     reply_of: Callable[[str], str], distilled_share: float = 0.2, history_turns: int = 8,
-    babi_file: str | Path | None = None, babi_share: float = 0.0,
+    babi_file: str | Path | None = None, babi_share: float = 0.0, paraphrase_share: float = 0.0,
+    crowded_share: float = 0.0,
 ) -> list[Example]:
     """The adapter's examples from `dialogues` generated dialogues of `split`, plus distilled
-    ones and, with `babi_file` (bAbI task 1), a `babi_share` of bAbI questions."""
+    ones and, with `babi_file` (bAbI task 1), a `babi_share` of bAbI questions; the
+    dialogues' shares as `training_dialogue` takes them."""
     gen = TeachRecall(split, names_file)
     rng = random.Random(seed)
     examples, said = [], []
     for _ in range(dialogues):
-        n = rng.randint(2, max_facts)
-        episode = gen.episode(rng, n, corrections=rng.randint(0, n // 3))
+        episode = training_dialogue(gen, rng, max_facts, paraphrase_share=paraphrase_share, crowded_share=crowded_share)
         examples += dialogue_examples(episode, system_prompt, rng, reply_of, history_turns=history_turns)
         said += [s.text for s in episode.steps if s.tag in ("teach", "correct")]
     general = GENERAL[:GENERAL_TRAIN] if split == "train" else GENERAL[GENERAL_TRAIN:]

@@ -104,6 +104,8 @@ class AdapterTrainConfig:
     max_facts: int = 12  # most facts per dialogue
     history_turns: int = 8  # most earlier turns in an example's prompt (as chat.history_turns shows in chat)
     babi_share: float = 0.0  # fraction of examples from bAbI task 1 stories (several notes on one person, the newest wins); 0 = none
+    paraphrase_share: float = 0.0  # fraction of questions re-asked in a training-only phrasing (chatbot/adapter.py EXTRA_ASK); 0 = none
+    crowded_share: float = 0.0  # fraction of dialogues about few people, about three facts each; 0 = one person per fact
     eval_dialogues: int = 20  # val-split dialogues scored after training
     max_new_tokens: int = 48  # longest distilled base reply
     replies_cache: str = "data/adapter/base_replies.json"  # the base model's distilled replies, computed once

@@ -341,16 +341,16 @@ class Controller:
         ids, starts = input_ids[0].tolist(), list(range(input_ids.shape[1]))
         if self.vocab is not None:
             ids, starts = self.vocab.merge_positions(ids)
-        prompt = torch.tensor([ids])
+        prompt = torch.tensor([ids], device=self.model.device)  # a model trained on a GPU is scored there
         prefix = 0 if soft_prefix is None else soft_prefix.shape[0]
 
         def position(base: int) -> int:
             return prefix + bisect_right(starts, base) - 1
 
         if prefix:
-            embeds = torch.cat([soft_prefix.to(self.model.dtype).unsqueeze(0), self.embed(prompt)], dim=1)
+            embeds = torch.cat([soft_prefix.to(prompt.device, self.model.dtype).unsqueeze(0), self.embed(prompt)], dim=1)
             # With inputs_embeds the streamer's "prompt" is empty, so nothing is skipped wrongly.
-            return dict(inputs_embeds=embeds, attention_mask=torch.ones(embeds.shape[:2], dtype=torch.long)), position
+            return dict(inputs_embeds=embeds, attention_mask=torch.ones(embeds.shape[:2], dtype=torch.long, device=prompt.device)), position
         return dict(input_ids=prompt, attention_mask=torch.ones_like(prompt)), position
 
     def _span_attention(self, output, prompt_len: int, new_tokens: int, spans: list[tuple[int, int]]) -> list[float]:

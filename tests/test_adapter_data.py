@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import math
 import random
+import re
 
-from chatbot.adapter import babi_examples
+import pytest
+
+from chatbot.adapter import EXTRA_ASK, babi_examples, training_dialogue, training_examples
 from chatbot.prompt import NOTES_HEADER
+from memory.episodes import ASK, TeachRecall, _cut
 
 STORY = """1 Mary moved to the bathroom.
 2 John went to the hallway.
@@ -46,3 +51,55 @@ def test_babi_examples_answer_from_the_newest_note_on_the_person(tmp_path):
                 assert set(notes) <= {"Mary moved to the bathroom.", "John went to the hallway."}
             if person == "Sandra":  # nor anything from another story
                 assert notes == ["Sandra went to the office."]
+
+
+def word_edits(a: str, b: str) -> int:
+    """Word-level edit distance between two templates, case and end punctuation aside."""
+    x, y = (t.lower().rstrip("?.").split() for t in (a, b))
+    row = list(range(len(y) + 1))
+    for i, u in enumerate(x, 1):
+        prev, row[0] = row[:], i
+        for j, v in enumerate(y, 1):
+            row[j] = min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (u != v))
+    return row[-1]
+
+
+def test_training_only_phrasings_stay_away_from_validation_and_test_templates():
+    for relation, forms in EXTRA_ASK.items():
+        assert len(forms) == len(set(forms)) >= 8 and all("{s}" in f for f in forms)
+        held_out = _cut(ASK[relation], "val") + _cut(ASK[relation], "test")
+        for form in forms:
+            assert min(word_edits(form, t) for t in held_out) >= 3, form
+
+
+@pytest.fixture
+def names_file(tmp_path):
+    path = tmp_path / "names.txt"
+    path.write_text("\n".join(f"{a}{b}" for a in ("Al", "Bor", "Cel", "Dun", "Ev", "Fal") for b in ("ma", "rin", "tos", "wen", "dra")))
+    return path
+
+
+def test_paraphrased_questions_ask_the_same_fact_in_training_only_forms(names_file):
+    kwargs = dict(dialogues=6, max_facts=8, seed=3, split="train", reply_of=lambda p: "ok")
+    plain = training_examples(names_file, "S", **kwargs)
+    assert training_examples(names_file, "S", paraphrase_share=0.0, crowded_share=0.0, **kwargs) == plain
+    asked = [e for e in training_examples(names_file, "S", paraphrase_share=1.0, **kwargs) if e.kind in ("answer", "not_told")]
+    assert asked
+    forms = [re.escape(f).replace(re.escape("{s}"), r"\w+") for fs in EXTRA_ASK.values() for f in fs]
+    for e in asked:
+        question = e.messages[-1]["content"]
+        assert any(re.fullmatch(f, question) for f in forms), question
+        if e.kind == "answer":  # the reply still names the person asked about and the value
+            person = next(w for w in e.reply.replace("'s", " ").split() if w in question)
+            assert person and e.value in e.reply
+
+
+def test_crowded_dialogues_teach_about_three_facts_per_person(names_file):
+    gen = TeachRecall("train", names_file)
+    for seed in range(10):
+        rng = random.Random(seed)
+        episode = training_dialogue(gen, rng, 12, crowded_share=1.0)
+        people = {s.fact.subject for s in episode.steps if s.tag == "teach"}
+        assert len(people) == math.ceil(episode.facts / 3)
+    spread = [training_dialogue(gen, random.Random(seed), 12) for seed in range(10)]
+    assert sum(len({s.fact.subject for s in e.steps if s.tag == "teach"}) for e in spread) > sum(e.facts for e in spread) / 2
