@@ -85,13 +85,13 @@ def test_paraphrased_questions_ask_the_same_fact_in_training_only_forms(names_fi
     assert training_examples(names_file, "S", paraphrase_share=0.0, crowded_share=0.0, **kwargs) == plain
     asked = [e for e in training_examples(names_file, "S", paraphrase_share=1.0, **kwargs) if e.kind in ("answer", "not_told")]
     assert asked
-    forms = [re.escape(f).replace(re.escape("{s}"), r"\w+") for fs in EXTRA_ASK.values() for f in fs]
+    forms = [re.escape(f).replace(re.escape("{s}"), r"(\w+)") for fs in EXTRA_ASK.values() for f in fs]
     for e in asked:
         question = e.messages[-1]["content"]
-        assert any(re.fullmatch(f, question) for f in forms), question
-        if e.kind == "answer":  # the reply still names the person asked about and the value
-            person = next(w for w in e.reply.replace("'s", " ").split() if w in question)
-            assert person and e.value in e.reply
+        match = next((m for m in (re.fullmatch(f, question) for f in forms) if m), None)
+        assert match, question
+        if e.kind == "answer":  # the reply answers the paraphrase: the person asked about, the value
+            assert match.group(1) in e.reply and e.value in e.reply
 
 
 def test_crowded_dialogues_teach_about_three_facts_per_person(names_file):
