@@ -33,9 +33,14 @@ fact's latest value (case-insensitive). The systems differ only in their config:
 Also measured: accuracy after a restart between teaching and asking (a new Agent
 on the same SQLite file), the share of questions whose teaching sentence was in the
 prompt (`notes_hit`), time per stage, and, without the LM, the neural memory's own
-decoding accuracy among each dialogue's words with its write and read time. Replies
-are capped at 48 new tokens (--max-new-tokens). A size given 0 dialogues is not run and
-reported as null. The last line is `RESULT {json}`.
+decoding accuracy among each dialogue's words with its write and read time.
+With --untold K, after its questions each dialogue (not the restart's) is asked K more
+about a relation never taught of someone it taught something else of ("Where does
+Oriel work?" when only her home was taught): a reply holding any value the dialogue
+taught is a wrong claim; one saying it was not told, without a value, is right. These
+turns are not timed, but like any turn they feed the vocabulary that later dialogues
+on the same SQLite file read. Replies are capped at 48 new tokens (--max-new-tokens).
+A size given 0 dialogues is not run and reported as null. The last line is `RESULT {json}`.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ import argparse
 import copy
 import json
 import random
+import re
 import statistics
 import sys
 import tempfile
@@ -79,8 +85,12 @@ SYSTEMS = {
     "full_unnamed_base_replies": {"chat.note_recency_margin": 0.1, "chat.note_unnamed_closeness": True,
                                   "generation.reply_added_tokens": False},
 }
+NAMES_FILE = ROOT.parent / "shared" / "data" / "names" / "names.txt"
 SIZES = (10, 50, 200)
 RESTART_FACTS = 20
+# How the adapter's replies say they were not told, and the base model's "I don't know"s.
+NOT_TOLD = re.compile(r"\b(?:don't|do not|haven't|have not|didn't|did not|not sure|no idea|can't recall|cannot recall)\b",
+                      re.IGNORECASE)
 
 
 def configured(base: Config, changes: dict, max_new_tokens: int) -> Config:
@@ -93,9 +103,17 @@ def configured(base: Config, changes: dict, max_new_tokens: int) -> Config:
 
 
 def dialogues(seed: int, counts: dict[int, int], people: int | None = None, split: str = "test") -> dict[int, list[Episode]]:
-    gen = TeachRecall(split, ROOT.parent / "shared" / "data" / "names" / "names.txt")
+    gen = TeachRecall(split, NAMES_FILE)
     rng = random.Random(seed)
     return {n: [gen.episode(rng, n, corrections=n // 5, people=people) for _ in range(k)] for n, k in counts.items()}
+
+
+def untold_questions(gen: TeachRecall, episode: Episode, rng: random.Random, k: int) -> list[str]:
+    """Up to `k` questions about a relation `episode` never taught of people it taught something else of."""
+    taught = {(s.fact.subject, s.fact.relation) for s in episode.steps if s.fact}
+    people = sorted({person for person, _ in taught})
+    untaught = [(p, r) for p in people for r in sorted(gen.ask) if (p, r) not in taught]
+    return [rng.choice(gen.ask[r]).format(s=p) for p, r in rng.sample(untaught, min(k, len(untaught)))]
 
 
 def say(agent: Agent, user: str, text: str):
@@ -105,8 +123,9 @@ def say(agent: Agent, user: str, text: str):
     return reply
 
 
-def run_dialogue(make_agent, episode: Episode, user: str, *, restart: bool, tally: dict) -> None:
-    """Teach, (restart,) ask; adds each question's outcome and each turn's stage times to `tally`."""
+def run_dialogue(make_agent, episode: Episode, user: str, *, restart: bool, tally: dict, untold: list[str] = ()) -> None:
+    """Teach, (restart,) ask, ask the `untold` questions; adds each question's outcome and
+    the stage times of the dialogue's own turns to `tally`."""
     agent = make_agent()
     asked = False
     for i, step in enumerate(episode.steps):
@@ -126,11 +145,16 @@ def run_dialogue(make_agent, episode: Episode, user: str, *, restart: bool, tall
                 "corrected": step.tag == "corrected",
                 "hit": gold in reply.memory.get("notes", []),
             })
+    values = [s.fact.value.lower() for s in episode.steps if s.fact]
+    for text in untold:
+        reply = say(agent, user, text).text
+        claims = any(v in reply.lower() for v in values)
+        tally["untold"].append({"wrong": claims, "not_told": not claims and bool(NOT_TOLD.search(reply))})
     agent.close()
 
 
 def evaluate_system(name: str, cfg: Config, controller: Controller, plan: dict[int, list[Episode]], restart: list[Episode],
-                    workdir: Path) -> dict:
+                    workdir: Path, untold: dict[int, list[list[str]]]) -> dict:
     tally_by = {}
     db = workdir / f"{name}.db"
 
@@ -138,10 +162,10 @@ def evaluate_system(name: str, cfg: Config, controller: Controller, plan: dict[i
         return Agent(cfg, controller, Store(db))
 
     for n, episodes in plan.items():
-        tally_by[n] = tally = {"questions": [], "seconds": {}, "turns": 0}
+        tally_by[n] = tally = {"questions": [], "seconds": {}, "turns": 0, "untold": []}
         for k, episode in enumerate(episodes):
-            run_dialogue(make_agent, episode, f"{name}-{n}-{k}", restart=False, tally=tally)
-    restarted = {"questions": [], "seconds": {}, "turns": 0}
+            run_dialogue(make_agent, episode, f"{name}-{n}-{k}", restart=False, tally=tally, untold=untold[n][k])
+    restarted = {"questions": [], "seconds": {}, "turns": 0, "untold": []}
     for k, episode in enumerate(restart):
         run_dialogue(make_agent, episode, f"{name}-restart-{k}", restart=True, tally=restarted)
 
@@ -149,6 +173,7 @@ def evaluate_system(name: str, cfg: Config, controller: Controller, plan: dict[i
         return round(sum(q[key] for q in items) / len(items), 4) if items else None
 
     everything = [q for t in tally_by.values() for q in t["questions"]]
+    untold_asked = [q for t in tally_by.values() for q in t["untold"]]
     seconds: dict[str, float] = {}
     turns = 0
     for t in [*tally_by.values(), restarted]:
@@ -161,10 +186,13 @@ def evaluate_system(name: str, cfg: Config, controller: Controller, plan: dict[i
         "latest_value_acc": share([q for q in everything if q["corrected"]]),
         "after_restart_acc": share(restarted["questions"]),
         "notes_hit": share(everything, "hit"),
+        "untold_wrong_value": share(untold_asked, "wrong"),
+        "untold_not_told": share(untold_asked, "not_told"),
         "memory_time_share": round(sum(seconds.get(s, 0.0) for s in MEMORY_STAGES) / total, 4) if total else None,
         "turn_ms": round(1000 * total / max(1, turns), 1),
         "stage_ms": {s: round(1000 * v / max(1, turns), 2) for s, v in sorted(seconds.items())},
         "questions": len(everything) + len(restarted["questions"]),
+        "untold_questions": len(untold_asked),
     }
 
 
@@ -206,6 +234,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--people", type=int, default=0, help="facts about this many people, several each (0 = someone new each)")
     parser.add_argument("--split", default="test", choices=("val", "test"), help="val to choose settings on, test to report")
+    parser.add_argument("--untold", type=int, default=0, help="questions per dialogue about facts never taught (0 = none)")
     parser.add_argument("--max-new-tokens", type=int, default=48, help="reply length cap (answers come first)")
     args = parser.parse_args()
     base = load_config(args.config)
@@ -218,13 +247,16 @@ def main() -> None:
         counts = dict(zip(SIZES, (int(x) for x in args.dialogues.split(","))))
         plan = dialogues(args.seed, {n: k for n, k in counts.items() if k > 0}, people, args.split)
         restart = dialogues(args.seed + 1, {RESTART_FACTS: args.restarts}, people, args.split)[RESTART_FACTS]
+    gen = TeachRecall(args.split, NAMES_FILE)
+    rng = random.Random(args.seed + 2)  # its own, so the dialogues are the same with and without --untold
+    untold = {n: [untold_questions(gen, e, rng, args.untold) for e in episodes] for n, episodes in plan.items()}
     names = [s.strip() for s in args.systems.split(",") if s.strip()]
     started = time.perf_counter()
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
             t0 = time.perf_counter()
-            results[name] = evaluate_system(name, configured(base, SYSTEMS[name], args.max_new_tokens), controller, plan, restart, Path(tmp))
+            results[name] = evaluate_system(name, configured(base, SYSTEMS[name], args.max_new_tokens), controller, plan, restart, Path(tmp), untold)
             results[name] = {**{f"acc_{n}": None for n in SIZES}, **results[name]}  # sizes not run stay null
             print(f"  {name}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
     alone = memory_only(base, controller, plan) if base.neural_memory.checkpoint else {}
@@ -252,6 +284,12 @@ def main() -> None:
     if alone:
         print(f"\nneural memory alone (no LM; decoded among each dialogue's words): "
               + ", ".join(f"{k} {pct(v) if k.startswith(('acc', 'latest')) else v}" for k, v in alone.items()))
+    if args.untold:
+        print(f"\nasked about facts never taught ({args.untold} a dialogue):")
+        print("| system | questions | wrong value claimed | says not told |")
+        print("|---|---|---|---|")
+        for name, r in results.items():
+            print(f"| {name} | {r['untold_questions']} | {pct(r['untold_wrong_value'])} | {pct(r['untold_not_told'])} |")
     print(f"total {time.perf_counter() - started:.0f} s")
     print("RESULT " + json.dumps({**results, "memory_only_decoding": alone, "people": people, "quick": args.quick}))
 
