@@ -169,7 +169,7 @@ def adapter_stage(cfg: Config, accelerator: Accelerator) -> Stage:
     examples = training_examples(names, cfg.chat.system_prompt, dialogues=at.dialogues, max_facts=at.max_facts,
                                  seed=mt.seed, split="train", reply_of=replies, history_turns=at.history_turns,
                                  babi_file=babi, babi_share=at.babi_share, paraphrase_share=at.paraphrase_share,
-                                 crowded_share=at.crowded_share)
+                                 crowded_share=at.crowded_share, other_fact_share=at.other_fact_share)
     data = [_tokenized(tokenizer, e.messages, e.reply) for e in examples]
     layers = controller.model.config.num_hidden_layers
     lora = adapter_config(rank=at.rank, alpha=at.alpha, dropout=at.dropout, targets=at.targets,
@@ -190,7 +190,7 @@ def adapter_stage(cfg: Config, accelerator: Accelerator) -> Stage:
         state = {k: v.detach().cpu().half() for k, v in get_peft_model_state_dict(model).items()}
         scores = score_adapter(model, controller, cfg, names, replies)
         record.update(dialogues=at.dialogues, examples=len(examples), paraphrase_share=at.paraphrase_share,
-                      crowded_share=at.crowded_share, lora=lora, validation=scores)
+                      crowded_share=at.crowded_share, other_fact_share=at.other_fact_share, lora=lora, validation=scores)
         path = Path(mt.export_path)
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save({"config": lora, "state_dict": state, "record": record}, path)

@@ -146,7 +146,7 @@ def _notes_before(said: list[str], k: int, rng: random.Random, exclude: set[str]
 
 def dialogue_examples(
     episode: Episode, system_prompt: str, rng: random.Random, reply_of: Callable[[str], str], *,
-    not_told_rate: float = 0.12, history_turns: int = 8,
+    not_told_rate: float = 0.12, other_fact_share: float = 0.0, history_turns: int = 8,
 ) -> list[Example]:
     """Adapter examples from one teach-and-recall dialogue, one per utterance.
 
@@ -158,6 +158,10 @@ def dialogue_examples(
     Notes are what memory could have recalled: for a question, the statement that set
     its fact last (sometimes with the one a correction replaced) among a few others,
     or, at `not_told_rate`, only others; for any other utterance, a few earlier ones.
+    At `other_fact_share` of those "not told" questions one of the others is the asked
+    person's latest statement of another fact, where there is one: in chat, memory
+    recalls "Oriel lives in Vantastad." when asked where Oriel works, and a model that
+    saw only other people's notes in "not told" examples answers Vantastad.
     """
     said: list[str] = []  # statements so far, in order
     latest: dict[tuple[str, str], str] = {}  # (person, relation) -> the statement that set it last
@@ -175,6 +179,9 @@ def dialogue_examples(
             notes = [n for n in notes if n not in (latest[key], older.get(key))]
             if rng.random() < not_told_rate:
                 reply, kind = rng.choice(NOT_TOLD), "not_told"
+                other = [t for (person, relation), t in latest.items() if person == fact.subject and relation != fact.relation]
+                if other and other_fact_share > 0 and rng.random() < other_fact_share:
+                    notes.append(rng.choice(other))
             else:
                 notes.append(latest[key])
                 if key in older and rng.random() < 0.5:
@@ -260,17 +267,19 @@ def training_examples(
     names_file: str | Path, system_prompt: str, *, dialogues: int, max_facts: int, seed: int, split: str,
     reply_of: Callable[[str], str], distilled_share: float = 0.2, history_turns: int = 8,
     babi_file: str | Path | None = None, babi_share: float = 0.0, paraphrase_share: float = 0.0,
-    crowded_share: float = 0.0,
+    crowded_share: float = 0.0, other_fact_share: float = 0.0,
 ) -> list[Example]:
     """The adapter's examples from `dialogues` generated dialogues of `split`, plus distilled
     ones and, with `babi_file` (bAbI task 1), a `babi_share` of bAbI questions; the
-    dialogues' shares as `training_dialogue` takes them."""
+    dialogues' shares as `training_dialogue` takes them, `other_fact_share` as
+    `dialogue_examples` does."""
     gen = TeachRecall(split, names_file)
     rng = random.Random(seed)
     examples, said = [], []
     for _ in range(dialogues):
         episode = training_dialogue(gen, rng, max_facts, paraphrase_share=paraphrase_share, crowded_share=crowded_share)
-        examples += dialogue_examples(episode, system_prompt, rng, reply_of, history_turns=history_turns)
+        examples += dialogue_examples(episode, system_prompt, rng, reply_of, other_fact_share=other_fact_share,
+                                      history_turns=history_turns)
         said += [s.text for s in episode.steps if s.tag in ("teach", "correct")]
     general = GENERAL[:GENERAL_TRAIN] if split == "train" else GENERAL[GENERAL_TRAIN:]
     count = int(distilled_share * len(examples) / (1 - distilled_share))

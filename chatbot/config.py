@@ -106,6 +106,7 @@ class AdapterTrainConfig:
     babi_share: float = 0.0  # fraction of examples from bAbI task 1 stories (several notes on one person, the newest wins); 0 = none
     paraphrase_share: float = 0.0  # fraction of questions re-asked in a training-only phrasing (chatbot/adapter.py EXTRA_ASK); 0 = none
     crowded_share: float = 0.0  # fraction of dialogues about few people, about three facts each; 0 = one person per fact
+    other_fact_share: float = 0.0  # fraction of "not told" examples whose notes hold another fact of the asked person; 0 = none
     eval_dialogues: int = 20  # val-split dialogues scored after training
     max_new_tokens: int = 48  # longest distilled base reply
     replies_cache: str = "data/adapter/base_replies.json"  # the base model's distilled replies, computed once

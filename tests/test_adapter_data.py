@@ -103,3 +103,18 @@ def test_crowded_dialogues_teach_about_three_facts_per_person(names_file):
         assert len(people) == math.ceil(episode.facts / 3)
     spread = [training_dialogue(gen, random.Random(seed), 12) for seed in range(10)]
     assert sum(len({s.fact.subject for s in e.steps if s.tag == "teach"}) for e in spread) > sum(e.facts for e in spread) / 2
+
+
+
+def test_not_told_examples_can_show_another_fact_of_the_asked_person(names_file):
+    kwargs = dict(dialogues=40, max_facts=9, seed=5, split="train", reply_of=lambda p: "ok", crowded_share=1.0)
+    plain = training_examples(names_file, "S", **kwargs)
+    assert training_examples(names_file, "S", other_fact_share=0.0, **kwargs) == plain
+
+    def share_about_the_asked(examples) -> float:  # of "not told" examples, those with a note naming whom the question asks about
+        not_told = [e for e in examples if e.kind == "not_told"]
+        names = lambda text: set(re.findall(r"[A-Z][a-z]+", text))
+        return sum(any(names(e.messages[-1]["content"]) & names(n) for n in notes_of(e)) for e in not_told) / len(not_told)
+
+    assert share_about_the_asked(training_examples(names_file, "S", other_fact_share=1.0, **kwargs)) > 0.8
+    assert share_about_the_asked(plain) < 0.5
