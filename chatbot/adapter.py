@@ -179,8 +179,8 @@ def dialogue_examples(
             notes = [n for n in notes if n not in (latest[key], older.get(key))]
             if rng.random() < not_told_rate:
                 reply, kind = rng.choice(NOT_TOLD), "not_told"
-                other = [t for (person, relation), t in latest.items() if person == fact.subject and relation != fact.relation]
-                if other and other_fact_share > 0 and rng.random() < other_fact_share:
+                other = [t for (p, r), t in latest.items() if p == fact.subject and r != fact.relation] if other_fact_share > 0 else []
+                if other and rng.random() < other_fact_share:
                     notes.append(rng.choice(other))
             else:
                 notes.append(latest[key])
