@@ -45,7 +45,7 @@ sys.path[0] = str(ROOT)  # not bench/: its vocab.py would shadow the vocab packa
 
 from chatbot import Controller, load_config  # noqa: E402
 from chatbot.config import ChatConfig  # noqa: E402
-from chatbot.prompt import cue_words, rank_notes, unnamed_closeness  # noqa: E402
+from chatbot.notes import cue_words, rank_notes, unnamed_closeness  # noqa: E402
 from memory.episodes import TeachRecall  # noqa: E402
 from memory.interface import unit_keys  # noqa: E402
 from memory.neural_chat import ChatMemory  # noqa: E402

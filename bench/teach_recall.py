@@ -135,6 +135,7 @@ def run_dialogue(make_agent, episode: Episode, user: str, *, restart: bool, tall
                 agent.close()
                 agent = make_agent()
         reply = say(agent, user, step.text)
+        tally["replies"].append({"user": user, "text": step.text, "reply": reply.text})
         for stage, seconds in reply.seconds.items():
             tally["seconds"][stage] = tally["seconds"].get(stage, 0.0) + seconds
         tally["turns"] += 1
@@ -148,6 +149,7 @@ def run_dialogue(make_agent, episode: Episode, user: str, *, restart: bool, tall
     values = [s.fact.value.lower() for s in episode.steps if s.fact]
     for text in untold:
         reply = say(agent, user, text).text
+        tally["replies"].append({"user": user, "text": text, "reply": reply})
         claims = any(v in reply.lower() for v in values)
         tally["untold"].append({"wrong": claims, "not_told": not claims and bool(NOT_TOLD.search(reply))})
     agent.close()
@@ -162,10 +164,10 @@ def evaluate_system(name: str, cfg: Config, controller: Controller, plan: dict[i
         return Agent(cfg, controller, Store(db))
 
     for n, episodes in plan.items():
-        tally_by[n] = tally = {"questions": [], "seconds": {}, "turns": 0, "untold": []}
+        tally_by[n] = tally = {"questions": [], "seconds": {}, "turns": 0, "untold": [], "replies": []}
         for k, episode in enumerate(episodes):
             run_dialogue(make_agent, episode, f"{name}-{n}-{k}", restart=False, tally=tally, untold=untold[n][k])
-    restarted = {"questions": [], "seconds": {}, "turns": 0, "untold": []}
+    restarted = {"questions": [], "seconds": {}, "turns": 0, "untold": [], "replies": []}
     for k, episode in enumerate(restart):
         run_dialogue(make_agent, episode, f"{name}-restart-{k}", restart=True, tally=restarted)
 
@@ -193,6 +195,7 @@ def evaluate_system(name: str, cfg: Config, controller: Controller, plan: dict[i
         "stage_ms": {s: round(1000 * v / max(1, turns), 2) for s, v in sorted(seconds.items())},
         "questions": len(everything) + len(restarted["questions"]),
         "untold_questions": len(untold_asked),
+        "replies": [r for t in [*tally_by.values(), restarted] for r in t["replies"]],
     }
 
 
@@ -235,6 +238,7 @@ def main() -> None:
     parser.add_argument("--people", type=int, default=0, help="facts about this many people, several each (0 = someone new each)")
     parser.add_argument("--split", default="test", choices=("val", "test"), help="val to choose settings on, test to report")
     parser.add_argument("--untold", type=int, default=0, help="questions per dialogue about facts never taught (0 = none)")
+    parser.add_argument("--replies", help="write every turn's message and reply, per system, to this JSON file")
     parser.add_argument("--max-new-tokens", type=int, default=48, help="reply length cap (answers come first)")
     args = parser.parse_args()
     base = load_config(args.config)
@@ -252,13 +256,16 @@ def main() -> None:
     untold = {n: [untold_questions(gen, e, rng, args.untold) for e in episodes] for n, episodes in plan.items()}
     names = [s.strip() for s in args.systems.split(",") if s.strip()]
     started = time.perf_counter()
-    results = {}
+    results, replies = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
             t0 = time.perf_counter()
             results[name] = evaluate_system(name, configured(base, SYSTEMS[name], args.max_new_tokens), controller, plan, restart, Path(tmp), untold)
+            replies[name] = results[name].pop("replies")
             results[name] = {**{f"acc_{n}": None for n in SIZES}, **results[name]}  # sizes not run stay null
             print(f"  {name}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+    if args.replies:
+        Path(args.replies).write_text(json.dumps(replies, indent=1))
     alone = memory_only(base, controller, plan) if base.neural_memory.checkpoint else {}
 
     sizes = [f"acc_{n}" for n in plan]

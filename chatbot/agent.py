@@ -44,10 +44,11 @@ from vocab import ElasticVocab
 from .config import Config, load_config
 from .controller import Controller, Generation, ModelLoadError, model_tag
 from .memory_file import EngramEntry, MemoryFile, WriteEntry
-from .prompt import (
-    ForgetRequest, answer_words, chat_messages, cue_words, forget_request, is_question, rank_notes, split_sentences,
-    unnamed_closeness,
-)
+from text import is_question, split_sentences
+
+from .forget import ForgetRequest, forget_request
+from .notes import answer_words, cue_words, rank_notes, unnamed_closeness
+from .prompt import chat_messages
 
 log = logging.getLogger(__name__)
 

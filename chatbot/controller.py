@@ -40,10 +40,10 @@ from transformers import (
     TextIteratorStreamer,
 )
 
+from text import words
 from vocab import ElasticVocab
 
 from .config import GenerationConfig, ModelConfig
-from .prompt import words
 
 log = logging.getLogger(__name__)
 
@@ -315,25 +315,9 @@ class Controller:
         """Base token ids as a reply would spell them: elastic merges applied when replies use added tokens."""
         return self.vocab.merge(ids) if self.vocab is not None and gen.reply_added_tokens else ids
 
-    def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-
     def embed(self, input_ids: torch.LongTensor) -> torch.Tensor:
         """Input embeddings. input_ids: [B, T] -> [B, T, H]."""
         return self.model.get_input_embeddings()(input_ids)
-
-    @torch.inference_mode()
-    def encode(self, text: str, *, layer: int = -1) -> torch.Tensor:
-        """Hidden states of `text` at decoder layer `layer` (0 = embeddings, -1 = last).
-
-        Returns: [T, H] float tensor, one row per token.
-        """
-        ids = self.tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"]
-        if ids.shape[1] == 0:
-            return torch.zeros(0, self.hidden_size)
-        with self.lock:
-            out = self.model(input_ids=ids, output_hidden_states=True)
-        return out.hidden_states[layer][0]
 
     def _prompt_inputs(self, input_ids: torch.LongTensor, soft_prefix: torch.Tensor | None) -> tuple[dict, Callable[[int], int]]:
         """generate() arguments for the prompt ([1, T] ids, or [1, P+T, H] embeddings with a

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import random
-import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
+
+from text import distinct_words
 
 from .episodes import Episode
 from .features import FeatureCache
@@ -22,21 +23,12 @@ class Candidates:
         self.vectors = torch.stack([cache.phrases[p] for p in self.phrases])
 
 
-# What a chat decodes a read among: the words and numbers a user has said.
-WORD = re.compile(r"[^\W\d_]+|\d+")
-
-
-def words(texts: Iterable[str]) -> list[str]:
-    """Distinct words and numbers of `texts`, in order of first appearance."""
-    return list(dict.fromkeys(m.group(0) for t in texts for m in WORD.finditer(t)))
-
-
 def episode_texts(episodes: Sequence[Episode]) -> list[str]:
     return [s.text for e in episodes for s in e.steps]
 
 
 def statement_words(episodes: Sequence[Episode]) -> list[str]:
-    return words(s.text for e in episodes for s in e.steps if not s.is_question)
+    return distinct_words(s.text for e in episodes for s in e.steps if not s.is_question)
 
 
 def make_batch(

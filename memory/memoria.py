@@ -108,7 +108,6 @@ this user), `save` rewrites all of the user's engrams instead.
 from __future__ import annotations
 
 import enum
-import re
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
@@ -118,18 +117,13 @@ import numpy as np
 import sqlite_utils
 import torch
 
+from text import mentioned_words
+
 # Sort keys pack (count, id) into one int64: the count above bit 40, the id below.
 _ID_BITS = 40
 _ID_MASK = (1 << _ID_BITS) - 1
 _LINK_DTYPE = np.dtype([("id", "<i8"), ("count", "<i4")])
 _FREE = 0  # type of a slot that holds no engram
-_WORD = re.compile(r"[^\W_]+")
-
-
-def text_words(text: str | None) -> set[str]:
-    """The lowercased words of an engram's text, as `Memoria.mentioning` indexes them
-    ("Oriel's" holds "oriel": a possessive is not a word of its own)."""
-    return {w for w in _WORD.findall((text or "").lower()) if w != "s"}
 
 
 class EngramType(enum.IntEnum):
@@ -206,7 +200,7 @@ class _UserMemory:
 
     def index_text(self, engram_id: int, text: str | None, *, remove: bool = False) -> None:
         """Add (or remove) an engram's words in `mentions`."""
-        for word in text_words(text):
+        for word in mentioned_words(text):
             if remove:
                 holders = self.mentions.get(word)
                 if holders is not None:
@@ -672,7 +666,7 @@ class Memoria:
 
     def mentioning(self, words: Iterable[str], *, user: str, limit: int) -> list[int]:
         """Ids of the user's engrams whose text holds any of `words` (lowercase, as
-        `text_words` splits them): those holding the most of them first, newest first
+        `text.mentioned_words` splits them): those holding the most of them first, newest first
         among equals; at most `limit`. Cued recall by name, beside the vector remind.
         """
         state = self._users.get(user)

@@ -37,7 +37,8 @@ import numpy as np
 import sqlite_utils
 import torch
 
-from .batching import words
+from text import distinct_words
+
 from .config import ConsolidationConfig, NeuralMemoryConfig
 from .features import TextEncoder, hidden_states
 from .interface import QUESTION, STATEMENT, MemoryModel, load_checkpoint, unit_keys
@@ -262,7 +263,7 @@ class ChatMemory:
 
     def _decode(self, state: _UserState, answer: torch.Tensor) -> Recall:
         if state.candidates is None:
-            vocab = words(w.text for w in state.writes if w.live)
+            vocab = distinct_words(w.text for w in state.writes if w.live)
             vectors = torch.stack([self.phrase(w) for w in vocab]) if vocab else torch.zeros(0, answer.shape[-1])
             state.candidates = (vocab, vectors)
         vocab, vectors = state.candidates

@@ -25,17 +25,6 @@ def test_chat_ids_use_the_chat_template(tiny_controller):
     assert text.endswith("<|im_start|>assistant\n")
 
 
-def test_encode_shapes_and_layers(tiny_controller):
-    n = len(tiny_controller.tokenizer("the cat sat", add_special_tokens=False)["input_ids"])
-    last = tiny_controller.encode("the cat sat")
-    assert last.shape == (n, tiny_controller.hidden_size)
-    embeddings = tiny_controller.encode("the cat sat", layer=0)
-    ids = tiny_controller.tokenizer("the cat sat", add_special_tokens=False, return_tensors="pt")["input_ids"]
-    assert torch.allclose(embeddings, tiny_controller.embed(ids)[0])
-    assert not torch.allclose(tiny_controller.encode("the cat sat", layer=1), embeddings)
-    assert tiny_controller.encode("").shape == (0, tiny_controller.hidden_size)
-
-
 def test_greedy_generation_streams_and_is_deterministic(tiny_controller):
     ids = prompt(tiny_controller)
     pieces = list(tiny_controller.generate(ids, gen=GREEDY))

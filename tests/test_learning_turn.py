@@ -14,7 +14,7 @@ import torch
 
 from chatbot import Agent, load_config
 from chatbot.agent import MEMORY_STAGES
-from chatbot.prompt import answer_words, cue_words, rank_notes, without_names
+from chatbot.notes import answer_words, cue_words, rank_notes, without_names
 from memory.memoria import Engram, EngramType
 from memory.store import Store
 

@@ -251,6 +251,7 @@ def test_adapter_stage_trains_exports_and_the_controller_merges_it(tiny_meta_con
     assert all(v.dtype == torch.float16 for v in saved["state_dict"].values())
 
     from chatbot import Controller, load_config
+    from memory.features import hidden_states
 
     cfg = load_config(config).model
     plain = Controller.from_config(cfg)
@@ -259,7 +260,7 @@ def test_adapter_stage_trains_exports_and_the_controller_merges_it(tiny_meta_con
     ids = plain.chat_ids([{"role": "user", "content": "Where does Oriel live?"}])
     with torch.no_grad():
         assert not torch.allclose(plain.model(ids).logits, adapted.model(ids).logits)
-        assert torch.equal(plain.encode("Oriel lives here.", layer=1), adapted.encode("Oriel lives here.", layer=1))
+        assert torch.equal(hidden_states(plain, ["Oriel lives here."], 1)[0], hidden_states(adapted, ["Oriel lives here."], 1)[0])
     assert type(adapted.model).__name__ == "LlamaForCausalLM"  # merged: a plain model again
     cfg.adapter = str(tmp_path / "missing.pt")
     with pytest.raises(Exception, match="does not exist"):

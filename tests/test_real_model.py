@@ -5,6 +5,7 @@ import torch
 
 from chatbot import Agent, load_config
 from chatbot.config import GenerationConfig
+from memory.features import hidden_states
 from memory.store import Store
 
 from .conftest import DEFAULT
@@ -55,5 +56,5 @@ def test_soft_prefix_of_zero_vectors_generates(real_controller):
 
 
 def test_encode_real_hidden_states(real_controller):
-    states = real_controller.encode("My sister lives in Paris.", layer=-1)
+    states = hidden_states(real_controller, ["My sister lives in Paris."], 30)[0]
     assert states.shape[1] == 576 and torch.isfinite(states).all()

@@ -1,0 +1,125 @@
+"""Which remembered sentences become the turn's notes, and what a reply from them would copy.
+
+A question names whom it is about (its cue words); the statements naming them are
+ranked by `rank_notes`, a later statement like an earlier one about the same people
+standing in for it; `answer_words` are the words a reply answering from the notes
+would copy, which the controller nudges.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+
+import torch
+
+from text import is_question, mentioned_words, split_sentences, words
+
+from .forget import STOP_WORDS
+
+# Capitalized words that start sentences or requests rather than name anything.
+_NOT_NAMES = STOP_WORDS | {
+    "where", "who", "whom", "whose", "which", "when", "why", "how", "do", "does", "did", "can", "could", "would",
+    "will", "tell", "remind", "name", "recall", "remember", "know", "note", "learn", "forget", "hi", "hello", "hey",
+    "thanks", "thank", "yes", "no", "ok", "okay", "oh", "well", "so", "but", "also", "actually", "now", "or",
+    "he", "she", "they", "we", "his", "her", "their", "our", "your", "its", "there", "here",
+}
+
+
+def cue_words(text: str) -> tuple[str, ...]:
+    """The names and numbers a message mentions, lowercased: capitalized words (other
+    than question words and the like) and digits. A memory that mentions them is
+    recalled by them ("Where does Oriel live?" cues every sentence about Oriel)."""
+    cues: list[str] = []
+    for w in words(text):
+        if (w.isdigit() or w[0].isupper()) and w.lower() not in _NOT_NAMES and w.lower() not in cues:
+            cues.append(w.lower())
+    return tuple(cues)
+
+
+def without_names(text: str, cues: Sequence[str]) -> str:
+    """`text` with the names and numbers `cues` holds replaced by "someone": what it says
+    about them ("Kedar is on the staff of Sileholm." -> "someone is on the staff of Sileholm.")."""
+    for cue in cues:
+        text = re.sub(rf"(?<![^\W_]){re.escape(cue)}(?![^\W_])", "someone", text, flags=re.IGNORECASE)
+    return text
+
+
+def unnamed_closeness(
+    text: str, cues: Sequence[str], statements: Sequence[str], closeness: Sequence[float],
+    encode: Callable[[list[str]], torch.Tensor],  # texts -> [N, D] vectors
+) -> list[float]:
+    """`closeness` of `statements` to `text`, but for those naming `cues`, measured with
+    those names masked in both: among several statements about Kedar, "What company pays
+    Kedar?" is closest to the one about his work, where the shared name would let his home
+    or his pet be as close."""
+    about = [k for k, statement in enumerate(statements) if statement and mentioned_words(statement) & set(cues)]
+    out = list(closeness)
+    if not about:
+        return out
+    masked = [without_names(t, cues) for t in (text, *(statements[k] for k in about))]
+    vectors = torch.nn.functional.normalize(encode(masked), dim=-1)
+    for k, vector in zip(about, vectors[1:]):
+        out[k] = float(vector @ vectors[0])
+    return out
+
+
+def answer_words(text: str, notes: Sequence[str]) -> list[str]:
+    """Where an answer from memory would come from: when `text` asks something and names
+    someone, the words of the notes mentioning them that `text` does not hold
+    ("Where does Oriel live?" with "Oriel moved to Quillmere." -> moved, to, Quillmere)."""
+    cues = cue_words(text)
+    if not cues or not any(is_question(s) for s in split_sentences(text)):
+        return []
+    asked = {w.lower() for w in words(text)}
+    return [w for note in notes if mentioned_words(note) & set(cues) for w in words(note) if w.lower() not in asked]
+
+
+def rank_notes(
+    candidates: Sequence[tuple[int, str, float]], cues: Sequence[str], margin: float, *,
+    vectors: torch.Tensor | None = None,  # [N, D] unit vectors of the candidates; None = no statement supersedes another
+    link: float = 2.0,  # cosine at which a later statement supersedes the closest earlier one naming the same people
+) -> list[int]:
+    """Candidate statements in the order they become notes: indices into `candidates`.
+
+    candidates: (engram id, higher = newer; text; cosine closeness to the message).
+    Those that mention the most of `cues` (the message's names) come first: a question
+    about Oriel is answered from what was said about Oriel, not from the look-alike fact
+    about someone else that is closer. Among them, a statement at least `link` close to
+    the closest earlier one naming the same of them supersedes it ("Oriel moved to
+    Quillmere." after "Oriel lives in Vantastad."): the two count as one statement, the
+    newer, as close to the message as the closer of them, and the older goes last. The
+    remaining ones within `margin` of the closest go newest first, then by closeness;
+    the others last, by closeness.
+    """
+    mentions = [frozenset(mentioned_words(text) & set(cues)) for _, text, _ in candidates]
+    named = [len(m) for m in mentions]
+    most = max(named, default=0)
+    top = sorted((i for i in range(len(candidates)) if named[i] == most), key=lambda i: candidates[i][0])
+    newest = {i: i for i in top}  # statement -> the newest of those it was superseded by, in turn
+    close = {i: candidates[i][2] for i in top}  # newest -> closeness of the closest it stands for
+    for k, i in enumerate(top[1:] if vectors is not None and most > 0 else [], 1):
+        # only a statement about the same people: Bram's move never supersedes Kora's home
+        earlier = [j for j in top[:k] if mentions[j] == mentions[i]]
+        if not earlier:
+            continue
+        similarity = vectors[earlier] @ vectors[i]
+        if float(similarity.max()) < link:
+            continue
+        old = newest[earlier[int(similarity.argmax())]]
+        for j in top[:k]:
+            if newest[j] == old:
+                newest[j] = i
+        close[i] = max(close[i], close.pop(old))
+    best = max(close.values(), default=0.0)
+
+    def rank(i: int) -> tuple:
+        if named[i] < most:
+            return (2, -candidates[i][2])
+        if newest[i] != i:
+            return (3, -candidates[i][0])
+        return (0, -candidates[i][0]) if close[i] >= best - margin else (1, -close[i])
+
+    return sorted(range(len(candidates)), key=rank)
+
+
