@@ -18,7 +18,6 @@ import os
 import sys
 import tempfile
 import time
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,9 +25,8 @@ import gradio as gr
 
 from chatbot import Agent, ConfigError, MessageError, ModelLoadError
 from chatbot.memory_file import MemoryFileError, read_memory_file
-from memory.report import ENGRAM_COLUMNS, READ_COLUMNS, WRITE_COLUMNS, engram_rows, links_figure, read_rows, write_rows
 from memory.store import StoreError
-from vocab.report import EVENT_COLUMNS, TOKEN_COLUMNS, size_figure, user_events, user_tokens
+from ui import memory_tab, vocab_tab
 
 log = logging.getLogger("app")
 
@@ -40,35 +38,8 @@ def _user(name: str, request: gr.Request | None) -> str:
     return (name or "").strip()
 
 
-def memory_markdown(memory: dict) -> str:
-    """What memory contributed to one reply, as Markdown ("" when it contributed nothing)."""
-    parts = []
-    if memory.get("notes"):
-        parts.append("**Put in the prompt** (oldest first):\n" + "\n".join(f"- {n}" for n in memory["notes"]))
-    for r in memory.get("recall", []):
-        found = f"**{r['word']}** (p = {r['confidence']:.2f})" if r["word"] else f"nothing sure (best p = {r['confidence']:.2f})"
-        source = f", from \"{r['source']}\"" if r.get("source") else ""
-        parts.append(f"**Neural memory read** for \"{r['question']}\": {found}{source}")
-    for w in memory.get("writes", []):
-        parts.append(f"**Written to the neural memory:** \"{w['text']}\" (points at \"{w['value']}\", beta {w['beta']:.2f})")
-    reminded = memory.get("reminded", [])
-    if reminded:
-        lines = []
-        for e in reminded:
-            used = f"; attention {e['attention']:.3f}, lifespan +{e['lifespan_gain']:.1f}" if "attention" in e else ""
-            lines.append(f"- #{e['id']} {e['type']}: {e['text']}{used}")
-        parts.append("**Reminded engrams** (Memoria):\n" + "\n".join(lines))
-    for w in memory.get("superseded", []):
-        parts.append(f"**Superseded** (a correction overwrote it): \"{w['text']}\"")
-    if memory.get("forgotten"):
-        parts.append("**Forgotten** at your request:\n" + "\n".join(f"- {t}" for t in memory["forgotten"]))
-    if memory.get("replayed"):
-        parts.append(f"**Consolidated:** {memory['replayed']} long-term memories replayed into the neural memory")
-    return "\n\n".join(parts)
-
-
 def _memory_message(memory: dict) -> dict | None:
-    text = memory_markdown(memory)
+    text = memory_tab.memory_markdown(memory)
     return {"role": "assistant", "content": text, "metadata": {"title": "What memory contributed", "status": "done"}} if text else None
 
 
@@ -141,18 +112,11 @@ def build_app(agent: Agent, *, auth: bool = False) -> gr.Blocks:
 
     def show_vocabulary(name: str, request: gr.Request) -> tuple:
         """The Vocabulary tab: a summary, the size plot, the user's grown tokens and their events."""
-        vocab, user = agent.vocab, _user(name, request)
-        if vocab is None:
+        user = _user(name, request)
+        view = agent.vocabulary_view(user)
+        if view is None:
             return "The elastic vocabulary is off in this config (`vocab.enabled: false`).", None, [], []
-        summary = (
-            f"{len(vocab.tokens)} added tokens over {vocab.base_size:,} base tokens after {vocab.step} turns "
-            f"(all users). Below: the words your messages turned into tokens"
-            + (f", {user}." if user else "; type your name in the Chat tab to see them.")
-        )
-        figure = size_figure(vocab, agent.store.db)
-        if not user:
-            return summary, figure, [], []
-        return summary, figure, user_tokens(vocab, agent.store.db, user), user_events(agent.store.db, user)
+        return vocab_tab.summary(view, user), vocab_tab.size_figure(view), vocab_tab.token_rows(view), vocab_tab.event_rows(view)
 
     def show_memory(name: str, request: gr.Request, status: str = "") -> tuple:
         """The Memory tab: summaries, engrams, links plot, writes, reads (and a status line)."""
@@ -160,20 +124,9 @@ def build_app(agent: Agent, *, auth: bool = False) -> gr.Blocks:
         if not user:
             return "Type your name in the Chat tab to see your memories.", [], None, "", [], [], status
         view = agent.memory_view(user)
-        types = Counter(e.type.name.lower() for e in view.engrams)
-        summary = (
-            f"**{user}**: {len(view.engrams)} engrams in the engram store "
-            f"({types['working']} working, {types['shortterm']} short-term, {types['longterm']} long-term)"
-            if agent.memoria is not None else "The engram store (Memoria) is off in this config."
-        )
-        stats = view.stats
-        neural = (
-            f"**Neural memory:** {stats['writes']} writes ({stats['live']} live, {stats['superseded']} superseded by "
-            f"corrections, {stats['forgotten']} forgotten), {stats['replays']} replays, mean beta of live writes "
-            f"{stats['mean_beta']:.2f}" if stats else "**Neural memory:** no writes yet (or off in this config)."
-        )
-        return (summary, engram_rows(view.engrams), links_figure(view.engrams), neural, write_rows(view.writes),
-                read_rows(view.reads), status)
+        summary, neural = memory_tab.summaries(view, user)
+        return (summary, memory_tab.engram_rows(view.engrams), memory_tab.links_figure(view.engrams), neural,
+                memory_tab.write_rows(view.writes), memory_tab.read_rows(view.reads), status)
 
     def forget_one(name: str, engram_id: float | None, request: gr.Request) -> tuple:
         user = _user(name, request)
@@ -220,13 +173,13 @@ def build_app(agent: Agent, *, auth: bool = False) -> gr.Blocks:
                 send = gr.Button("Send", variant="primary")
                 new = gr.Button("New conversation")
 
-        with gr.Tab("Memory") as memory_tab:
+        with gr.Tab("Memory") as memory_page:
             memory_summary = gr.Markdown()
-            engram_table = gr.Dataframe(headers=ENGRAM_COLUMNS, label="Engrams, newest first", interactive=False, wrap=True)
+            engram_table = gr.Dataframe(headers=memory_tab.ENGRAM_COLUMNS, label="Engrams, newest first", interactive=False, wrap=True)
             links_plot = gr.Plot(label="Strongest co-fire links")
             neural_summary = gr.Markdown()
-            writes_table = gr.Dataframe(headers=WRITE_COLUMNS, label="Neural memory writes, newest first", interactive=False, wrap=True)
-            reads_table = gr.Dataframe(headers=READ_COLUMNS, label="Latest neural memory reads", interactive=False, wrap=True)
+            writes_table = gr.Dataframe(headers=memory_tab.WRITE_COLUMNS, label="Neural memory writes, newest first", interactive=False, wrap=True)
+            reads_table = gr.Dataframe(headers=memory_tab.READ_COLUMNS, label="Latest neural memory reads", interactive=False, wrap=True)
             with gr.Row():
                 forget_id = gr.Number(label="Engram id", precision=0)
                 forget_button = gr.Button("Forget this engram")
@@ -241,21 +194,21 @@ def build_app(agent: Agent, *, auth: bool = False) -> gr.Blocks:
                 import_button = gr.Button("Import")
             memory_status = gr.Markdown()
         memory_views = [memory_summary, engram_table, links_plot, neural_summary, writes_table, reads_table, memory_status]
-        for trigger in (memory_tab.select, memory_refresh.click):
+        for trigger in (memory_page.select, memory_refresh.click):
             trigger(show_memory, name, memory_views, api_visibility="private")
         forget_button.click(forget_one, [name, forget_id], memory_views, api_visibility="private")
         clear_button.click(clear_all, [name, sure], [*memory_views, sure], api_visibility="private")
         export_button.click(export, name, exported, api_visibility="private")
         import_button.click(import_file, [name, upload], memory_views, api_visibility="private")
 
-        with gr.Tab("Vocabulary") as vocab_tab:
+        with gr.Tab("Vocabulary") as vocabulary_page:
             vocab_summary = gr.Markdown()
             vocab_plot = gr.Plot(label="Vocabulary size over turns")
-            vocab_tokens = gr.Dataframe(headers=TOKEN_COLUMNS, label="Your words that became tokens", interactive=False)
-            vocab_events = gr.Dataframe(headers=EVENT_COLUMNS, label="Your grow and prune events, newest first", interactive=False)
+            vocab_tokens = gr.Dataframe(headers=vocab_tab.TOKEN_COLUMNS, label="Your words that became tokens", interactive=False)
+            vocab_events = gr.Dataframe(headers=vocab_tab.EVENT_COLUMNS, label="Your grow and prune events, newest first", interactive=False)
             vocab_refresh = gr.Button("Refresh")
         vocab_views = [vocab_summary, vocab_plot, vocab_tokens, vocab_events]
-        for trigger in (vocab_tab.select, vocab_refresh.click):
+        for trigger in (vocabulary_page.select, vocab_refresh.click):
             trigger(show_vocabulary, name, vocab_views, api_visibility="private")
 
         # A name typed before the page finished loading wins over the one the browser saved.
@@ -305,8 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, StoreError, ModelLoadError, OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    report = agent.controller.load_report
-    log.info("model ready (%s) in %.1f s; database %s", report.source, report.seconds, agent.store.path)
+    log.info("model ready (%s) in %.1f s; database %s", agent.load_report.source, agent.load_report.seconds, agent.db_path)
     demo = build_app(agent, auth=auth is not None)
     demo.queue()
     try:

@@ -15,7 +15,7 @@ questions are answered by reading it. The losses (answer CE, MNM meta loss, VICR
 on keys, recall, match) are switched by their weights in `meta_train.losses`.
 
 Stage "adapter": LoRA weights on the controller's upper layers, trained to answer
-from memory notes laid out as the agent lays them out (chatbot/adapter.py), scored
+from memory notes laid out as the agent lays them out (training/adapter_data.py), scored
 afterwards on the validation split.
 
 Both stages share the loop: gradient accumulation, mixed precision on GPU, resume
@@ -45,12 +45,14 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from chatbot.config import Config, GenerationConfig, load_config
-from chatbot.controller import Controller, model_tag
-from memory.batching import Candidates, StepBudgetSampler, episode_texts, make_batch, statement_words
-from memory.episodes import Episode, TeachRecall, babi_file, load_babi, parse_tasks
-from memory.features import FeatureCache
+from chatbot.config import GenerationConfig
+from chatbot.controller import Controller
+from chatbot.loading import model_tag
 from memory.interface import MemoryModel, save_checkpoint
+from training.batching import Candidates, StepBudgetSampler, episode_texts, make_batch, statement_words
+from training.config import TrainingConfig, load_training_config
+from training.episodes import Episode, TeachRecall, babi_file, load_babi, parse_tasks
+from training.features import FeatureCache
 
 STEP_BUDGET = 2048  # padded episode-steps per micro-batch: bounds the fast weights kept for backprop
 TOKEN_BUDGET = 256  # padded tokens per example slot of an adapter micro-batch
@@ -72,7 +74,7 @@ class Stage:
 # ---- stage "memory" -------------------------------------------------------------------------
 
 
-def training_episodes(cfg: Config) -> list[Episode]:
+def training_episodes(cfg: TrainingConfig) -> list[Episode]:
     """bAbI train stories of the configured tasks, plus generated teach-and-recall dialogues."""
     mt = cfg.meta_train
     episodes: list[Episode] = []
@@ -91,13 +93,13 @@ def answer_phrases(episodes: list[Episode]) -> list[str]:
     return sorted({s.answer for e in episodes for s in e.steps if s.is_question})
 
 
-def decoding_phrases(cfg: Config, episodes: list[Episode]) -> list[str]:
+def decoding_phrases(cfg: TrainingConfig, episodes: list[Episode]) -> list[str]:
     """Every phrase a read may be decoded to: the answers, and with word distractors every statement word."""
     phrases = answer_phrases(episodes) + sorted({s.fact.value for e in episodes for s in e.steps if s.fact})
     return phrases + (statement_words(episodes) if cfg.meta_train.word_distractors else [])
 
 
-def prepare_features(cfg: Config, episodes: list[Episode], phrases: list[str], *, progress: bool) -> FeatureCache:
+def prepare_features(cfg: TrainingConfig, episodes: list[Episode], phrases: list[str], *, progress: bool) -> FeatureCache:
     """The feature cache holding every sentence and answer of `episodes`; computes what is missing."""
     cache = FeatureCache(cfg.meta_train.feature_cache, model_tag(cfg.model), cfg.interface.feature_layer)
     texts = episode_texts(episodes)
@@ -106,7 +108,7 @@ def prepare_features(cfg: Config, episodes: list[Episode], phrases: list[str], *
     return cache
 
 
-def memory_stage(cfg: Config, accelerator: Accelerator) -> Stage:
+def memory_stage(cfg: TrainingConfig, accelerator: Accelerator) -> Stage:
     mt = cfg.meta_train
     episodes = training_episodes(cfg)
     phrases = answer_phrases(episodes)
@@ -141,10 +143,11 @@ def memory_stage(cfg: Config, accelerator: Accelerator) -> Stage:
 # ---- stage "adapter" ------------------------------------------------------------------------
 
 
-def adapter_stage(cfg: Config, accelerator: Accelerator) -> Stage:
+def adapter_stage(cfg: TrainingConfig, accelerator: Accelerator) -> Stage:
     from peft import LoraConfig, get_peft_model, get_peft_model_state_dict
 
-    from chatbot.adapter import GENERAL, ReplyCache, adapter_config, training_examples
+    from chatbot.adapter import adapter_config
+    from training.adapter_data import GENERAL, ReplyCache, training_examples
 
     mt, at = cfg.meta_train, cfg.meta_train.adapter
     if at.from_layer < cfg.interface.feature_layer:
@@ -219,9 +222,9 @@ def _padded(items: list[tuple[list[int], list[int]]], pad: int) -> dict[str, tor
 
 
 @torch.no_grad()
-def score_adapter(model: nn.Module, controller: Controller, cfg: Config, names: Path, replies: Callable[[str], str]) -> dict:
+def score_adapter(model: nn.Module, controller: Controller, cfg: TrainingConfig, names: Path, replies: Callable[[str], str]) -> dict:
     """Greedy replies of the adapted model on validation-split dialogues and held-out general questions."""
-    from chatbot.adapter import GENERAL, GENERAL_TRAIN, NOT_TOLD, training_examples
+    from training.adapter_data import GENERAL, GENERAL_TRAIN, NOT_TOLD, training_examples
 
     at = cfg.meta_train.adapter
     model.eval()
@@ -275,7 +278,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, help="override meta_train.steps")
     parser.add_argument("--fresh", action="store_true", help="ignore saved state in output_dir and start over")
     args = parser.parse_args(argv)
-    cfg = load_config(args.config)
+    cfg = load_training_config(args.config)
     mt = cfg.meta_train
     if mt.stage not in ("memory", "adapter"):
         raise SystemExit(f"{args.config}: meta_train.stage must be memory or adapter, got {mt.stage!r}")

@@ -28,21 +28,27 @@ from pathlib import Path
 import torch
 import yaml
 
+from chatbot.controller import Controller
+from chatbot.loading import model_tag
+from training.batching import Candidates, statement_words
+from training.config import load_training_config
+from training.episodes import TeachRecall, parse_tasks
+from training.evaluate import answer_episodes, load_for_eval
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[0] = str(ROOT)  # not bench/: its vocab.py would shadow the vocab package
 
-import train_meta  # noqa: E402
-from chatbot.config import load_config  # noqa: E402
-from chatbot.controller import Controller, model_tag  # noqa: E402
-from memory.batching import Candidates  # noqa: E402
-from memory.episodes import TeachRecall, parse_tasks  # noqa: E402
-from memory.evaluate import answer_episodes, load_for_eval  # noqa: E402
 
-# bench/ is not a package (and is kept off sys.path), so the bAbI scorer is loaded from its file
-_spec = importlib.util.spec_from_file_location("bench_babi", ROOT / "bench" / "babi.py")
-_babi = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_babi)
-evaluate = _babi.evaluate
+def _script(name: str, path: Path):
+    """A script of this repository loaded from its file: neither it nor bench/ is an installed package."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # as an import would: dataclasses and pickle look classes up by module name
+    spec.loader.exec_module(module)
+    return module
+
+
+train_meta = _script("train_meta", ROOT / "train_meta.py")
+evaluate = _script("bench_babi", ROOT / "bench" / "babi.py").evaluate
 
 VARIANTS = {
     "all losses": {},
@@ -60,13 +66,13 @@ TEACH_EPISODES, TEACH_FACTS, EVAL_DIALOGUES, EVAL_FACTS = 600, 12, 40, 10
 
 def teach_accuracy(cfg_path: Path, checkpoint: Path, dialogues: int) -> float:
     """Memory-only accuracy on validation-split dialogues, decoding among each batch's words."""
-    cfg = load_config(cfg_path)
+    cfg = load_training_config(cfg_path)
     loaded = load_for_eval(checkpoint, model_tag=model_tag(cfg.model), cache_dir=cfg.meta_train.feature_cache)
     gen = TeachRecall("val", Path(cfg.meta_train.data_dir) / "names" / "names.txt")
     rng = random.Random(1)
     episodes = [gen.episode(rng, EVAL_FACTS, corrections=EVAL_FACTS // 5) for _ in range(dialogues)]
     values = sorted({s.answer for e in episodes for s in e.questions})
-    words = train_meta.statement_words(episodes)
+    words = statement_words(episodes)
     loaded.features(episodes, values + words, lambda: Controller.from_config(cfg.model))
     predicted = answer_episodes(loaded, episodes, Candidates(loaded.cache, values), batch_size=8, word_distractors=True)
     pairs = [(p, q.answer) for e, ps in zip(episodes, predicted) for p, q in zip(ps, e.questions)]
@@ -122,7 +128,7 @@ def main() -> None:
             rows[name] = {"accuracy": round(teach_accuracy(path, out / f"{slug}.pt", 10 if args.quick else EVAL_DIALOGUES), 4),
                           "train_seconds": seconds}
         else:
-            result = evaluate(load_config(path), out / f"{slug}.pt", tasks, 50 if args.quick else args.questions, show=False)
+            result = evaluate(load_training_config(path), out / f"{slug}.pt", tasks, 50 if args.quick else args.questions, show=False)
             rows[name] = {"error_by_task": result["error_by_task"], "mean_error": result["mean_error"], "train_seconds": seconds}
     print(f"\nLoss ablation on {args.data} ({steps} steps each, memory-only decoding)")
     if teach:

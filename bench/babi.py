@@ -25,16 +25,17 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[0] = str(ROOT)  # not bench/: its vocab.py would shadow the vocab package
+from chatbot import Agent
+from chatbot.config import Config, load_config
+from chatbot.controller import Controller
+from chatbot.loading import model_tag
+from memory.store import Store
+from training.batching import Candidates
+from training.config import TrainingConfig, load_training_config
+from training.episodes import BABI_TASKS, Episode, babi_file, load_babi, parse_tasks
+from training.evaluate import answer_episodes, load_for_eval
 
-from chatbot import Agent  # noqa: E402
-from chatbot.config import Config, load_config  # noqa: E402
-from memory.batching import Candidates  # noqa: E402
-from memory.episodes import BABI_TASKS, Episode, babi_file, load_babi, parse_tasks  # noqa: E402
-from chatbot.controller import Controller, model_tag  # noqa: E402
-from memory.evaluate import answer_episodes, load_for_eval  # noqa: E402
-from memory.store import Store  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 TASKS_WITH_10K = [t for t in BABI_TASKS if t != 3]  # the 10k qa3 train file is missing
 
@@ -62,7 +63,7 @@ def same_answer(task: int, predicted: str, truth: str) -> bool:
     return predicted == truth
 
 
-def evaluate(cfg: Config, checkpoint: str | Path, tasks: list[int], limit: int, *, show: bool = True) -> dict:
+def evaluate(cfg: TrainingConfig, checkpoint: str | Path, tasks: list[int], limit: int, *, show: bool = True) -> dict:
     """Score `checkpoint` on the first `limit` test questions of each task; returns the RESULT dict."""
     loaded = load_for_eval(checkpoint, model_tag=model_tag(cfg.model), cache_dir=cfg.meta_train.feature_cache)
     stories = {t: first_questions(load_babi(babi_file(cfg.meta_train.data_dir, t, "test", "en"), t), limit) for t in tasks}
@@ -123,9 +124,9 @@ def chat_correct(task: int, answer: str, reply: str) -> bool:
 NUMBERS = ["none", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"]
 
 
-def chat_evaluate(cfg: Config, checkpoint: str | Path, tasks: list[int], limit: int) -> dict:
-    """Accuracy through the whole chatbot: each story told as chat turns, each question asked in chat,
-    the reply checked for the answer (chat_correct). Returns task -> accuracy and question counts."""
+def chat_evaluate(cfg: Config, checkpoint: str | Path, tasks: list[int], limit: int, data_dir: str | Path) -> dict:
+    """Accuracy through the whole chatbot: each story told as chat turns (bAbI from `data_dir`), each question
+    asked in chat, the reply checked for the answer (chat_correct). Returns task -> accuracy and question counts."""
     cfg.neural_memory.checkpoint = str(checkpoint)
     cfg.generation.max_new_tokens = 32
     controller = Controller.from_config(cfg.model)
@@ -135,7 +136,7 @@ def chat_evaluate(cfg: Config, checkpoint: str | Path, tasks: list[int], limit: 
         try:
             for t in tasks:
                 right = []
-                stories = first_questions(load_babi(babi_file(cfg.meta_train.data_dir, t, "test", "en"), t), limit)
+                stories = first_questions(load_babi(babi_file(data_dir, t, "test", "en"), t), limit)
                 for k, story in enumerate(stories):
                     for step in story.steps:
                         reply = agent.chat(f"babi{t}-{k}", step.text)
@@ -159,7 +160,7 @@ def main() -> None:
     parser.add_argument("--chat-questions", type=int, default=10, help="questions per task asked through the chatbot (0: none)")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    cfg = load_config(args.config)
+    cfg = load_training_config(args.config)
     checkpoint = args.checkpoint or cfg.neural_memory.checkpoint or cfg.meta_train.export_path
     if not Path(checkpoint).is_file():
         sys.exit(f"no checkpoint at {checkpoint}: train one with train_meta.py or pass --checkpoint")
@@ -168,7 +169,7 @@ def main() -> None:
     chat_tasks, chat_limit = ([1], 2) if args.quick else (tasks, args.chat_questions)
     if chat_limit:
         torch.set_num_threads(2)
-        chat = chat_evaluate(load_config(args.chat_config), checkpoint, chat_tasks, chat_limit)
+        chat = chat_evaluate(load_config(args.chat_config), checkpoint, chat_tasks, chat_limit, cfg.meta_train.data_dir)
         print(f"through the chatbot ({args.chat_config}, stories told as chat turns): " + ", ".join(
             f"task {t} {1 - e:.0%}" for t, e in chat["chat_error_by_task"].items()) + f"; mean error {chat['chat_mean_error']:.1%}")
         result.update(chat)

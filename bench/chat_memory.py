@@ -35,22 +35,20 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import sys
 from pathlib import Path
 
 import torch
 
+from chatbot import Controller, load_config
+from chatbot.config import ChatConfig
+from chatbot.notes import cue_words, rank_notes, unnamed_closeness
+from memory.interface import unit_keys
+from memory.neural_chat import ChatMemory
+from memory.retrieval import SentenceEncoder
+from training.episodes import TeachRecall
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[0] = str(ROOT)  # not bench/: its vocab.py would shadow the vocab package
-
-from chatbot import Controller, load_config  # noqa: E402
-from chatbot.config import ChatConfig  # noqa: E402
-from chatbot.notes import cue_words, rank_notes, unnamed_closeness  # noqa: E402
-from memory.episodes import TeachRecall  # noqa: E402
-from memory.interface import unit_keys  # noqa: E402
-from memory.neural_chat import ChatMemory  # noqa: E402
-from memory.retrieval import SentenceEncoder  # noqa: E402
-
+NAMES_FILE = ROOT.parent / "shared" / "data" / "names" / "names.txt"
 THRESHOLDS = (0.9, 0.95, 0.98, 0.995)
 
 
@@ -137,7 +135,7 @@ def main() -> None:
     cfg.consolidation.supersede_similarity = 2.0  # measured here for every threshold instead
     controller = Controller.from_config(cfg.model)
     encoder = SentenceEncoder()
-    gen = TeachRecall("val", Path(cfg.meta_train.data_dir) / "names" / "names.txt")
+    gen = TeachRecall("val", NAMES_FILE)
     results: dict[str, dict] = {}
     for checkpoint in checkpoints:
         memory = ChatMemory.from_checkpoint(ROOT / checkpoint, controller, cfg=cfg.neural_memory,

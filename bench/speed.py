@@ -22,10 +22,9 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[0] = str(ROOT)  # not bench/: its vocab.py would shadow the vocab package
+from chatbot import Controller, load_config
 
-from chatbot import Controller, load_config  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 LOAD_SNIPPET = """
 import time

@@ -58,15 +58,14 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[0] = str(ROOT)  # not bench/: its vocab.py would shadow the vocab package
+from chatbot import Agent, Controller, load_config
+from chatbot.config import Config
+from chatbot.turn import MEMORY_STAGES
+from memory.neural_chat import ChatMemory
+from memory.store import Store
+from training.episodes import Episode, TeachRecall
 
-from chatbot import Agent, Controller, load_config  # noqa: E402
-from chatbot.agent import MEMORY_STAGES  # noqa: E402
-from chatbot.config import Config  # noqa: E402
-from memory.episodes import Episode, TeachRecall  # noqa: E402
-from memory.neural_chat import ChatMemory  # noqa: E402
-from memory.store import Store  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 SYSTEMS = {
     "no_memory": {"memoria.enabled": False, "neural_memory.enabled": False},

@@ -14,7 +14,7 @@ from memory.store import StoreError
 
 from .agent import Agent, MessageError
 from .config import ConfigError
-from .controller import ModelLoadError
+from .loading import ModelLoadError
 
 DEFAULT_CONFIG = "configs/default.yaml"
 

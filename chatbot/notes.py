@@ -13,8 +13,11 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from memory.memoria import Engram, Memoria
+from memory.neural_chat import SentenceStep
 from text import is_question, mentioned_words, split_sentences, words
 
+from .config import ChatConfig
 from .forget import STOP_WORDS
 
 # Capitalized words that start sentences or requests rather than name anything.
@@ -123,3 +126,49 @@ def rank_notes(
     return sorted(range(len(candidates)), key=rank)
 
 
+
+
+def cued_engrams(memoria: Memoria, user: str, cues: Sequence[str], steps: Sequence[SentenceStep], skip: set[int], *,
+                 limit: int) -> list[int]:
+    """Engrams recalled beside Memoria's remind: those mentioning the message's names (up
+    to `limit`), and those holding the neural memory's reads; none in `skip`, all live."""
+    ids = memoria.mentioning(cues, user=user, limit=limit) if cues else []
+    ids += [s.recall.source.engram for s in steps if s.recall and s.recall.source and s.recall.source.engram is not None]
+    out: list[int] = []
+    for i in ids:
+        if i not in skip and i not in out and memoria.is_live(i, user=user):
+            out.append(i)
+    return out
+
+
+def choose_notes(
+    steps: Sequence[SentenceStep], reminded: Sequence[Engram], closeness: Sequence[float], cues: Sequence[str],
+    vectors: torch.Tensor | None, chat: ChatConfig, *,
+    from_reads: bool,  # no engram store: the sentences holding the neural memory's reads come first
+) -> tuple[list[str], list[int | None]]:
+    """Sentences to show the model, oldest first, and the engram each came from.
+
+    The reminded statements at least chat.note_min_similarity close (cosine) to the
+    turn, in `rank_notes` order (those naming whom the message is about, a statement
+    superseded by a later one like it last), up to chat.max_notes.
+    vectors: [R, D] the reminded engrams' unit vectors.
+    """
+    chosen: dict[str, tuple[int, int | None]] = {}  # text -> (turn, engram)
+    if from_reads:
+        for step in steps:
+            source = step.recall.source if step.recall else None
+            if source is not None and source.text not in chosen:
+                chosen[source.text] = (source.turn or 0, source.engram)
+    eligible = [
+        (k, engram, close) for k, (engram, close) in enumerate(zip(reminded, closeness))
+        if engram.text and not is_question(engram.text) and close >= chat.note_min_similarity
+    ]
+    order = rank_notes([(e.id, e.text, close) for _, e, close in eligible], cues, chat.note_recency_margin,
+                       vectors=None if vectors is None else vectors[[k for k, _, _ in eligible]],
+                       link=chat.note_link_similarity)
+    for _, engram, _ in (eligible[i] for i in order):
+        if len(chosen) >= chat.max_notes:
+            break
+        chosen.setdefault(engram.text, (engram.turn or 0, engram.id))
+    ordered = sorted(chosen.items(), key=lambda item: (item[1][0], item[1][1] if item[1][1] is not None else -1))
+    return [text for text, _ in ordered], [engram for _, (_, engram) in ordered]

@@ -13,6 +13,7 @@ together or not at all.
 from __future__ import annotations
 
 import contextlib
+import json
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -329,6 +330,22 @@ class Store:
             params.append(limit)
         rows = self.db.execute(sql, params).fetchall()
         return [Turn(*row) for row in reversed(rows)]
+
+    def said(self, user: str) -> list[str]:
+        """Everything `user` said, in every conversation, oldest first."""
+        rows = self.db.execute(
+            "SELECT t.user_text FROM turns t JOIN conversations c ON c.id = t.conversation_id JOIN users u ON u.id = c.user_id "
+            "WHERE u.name = ? ORDER BY t.id", [user],
+        ).fetchall()
+        return [text for (text,) in rows]
+
+    def recent_meta(self, user: str, limit: int) -> list[dict]:
+        """The stored meta (JSON) of `user`'s newest `limit` turns, newest first."""
+        rows = self.db.execute(
+            "SELECT t.meta FROM turns t JOIN conversations c ON c.id = t.conversation_id JOIN users u ON u.id = c.user_id "
+            "WHERE u.name = ? ORDER BY t.id DESC LIMIT ?", [user, limit],
+        ).fetchall()
+        return [json.loads(meta or "{}") for (meta,) in rows]
 
     def close(self) -> None:
         self.db.close()

@@ -8,9 +8,9 @@ import re
 
 import pytest
 
-from chatbot.adapter import EXTRA_ASK, babi_examples, training_dialogue, training_examples
 from chatbot.prompt import NOTES_HEADER
-from memory.episodes import ASK, TeachRecall, _cut
+from training.adapter_data import EXTRA_ASK, babi_examples, training_dialogue, training_examples
+from training.episodes import ASK, TeachRecall, _cut
 
 STORY = """1 Mary moved to the bathroom.
 2 John went to the hallway.

@@ -49,7 +49,7 @@ def test_prompt_carries_history_of_this_user_only(tiny_agent):
     tiny_agent.chat("alice", "my code word is zebra")
     tiny_agent.chat("bob", "my code word is giraffe")
     conv = tiny_agent.store.current_conversation("bob")
-    prompt = tiny_agent.controller.tokenizer.decode(tiny_agent._prompt_ids(conv, "what was it?")[0][0])
+    prompt = tiny_agent.controller.tokenizer.decode(tiny_agent.turn.prompt_ids(conv, "what was it?")[0][0])
     assert "giraffe" in prompt and "zebra" not in prompt
     assert [t.user_text for t in tiny_agent.history("alice")] == ["my code word is zebra"]
 
@@ -58,9 +58,9 @@ def test_old_turns_are_dropped_to_fit_the_prompt_budget(tiny_agent):
     for i in range(3):
         tiny_agent.chat("alice", f"message number {i} " + "filler " * 40)
     conv = tiny_agent.store.current_conversation("alice")
-    full = tiny_agent._prompt_ids(conv, "last")[0].shape[1]
+    full = tiny_agent.turn.prompt_ids(conv, "last")[0].shape[1]
     tiny_agent.cfg.chat.max_prompt_tokens = full - 20 + tiny_agent.cfg.generation.max_new_tokens
-    prompt = tiny_agent.controller.tokenizer.decode(tiny_agent._prompt_ids(conv, "last")[0][0])
+    prompt = tiny_agent.controller.tokenizer.decode(tiny_agent.turn.prompt_ids(conv, "last")[0][0])
     assert "message number 0" not in prompt and "message number 2" in prompt
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from chatbot.adapter import ANSWER, NOT_TOLD
-from memory.episodes import TeachRecall
+from training.adapter_data import ANSWER, NOT_TOLD
+from training.episodes import TeachRecall
 
 ROOT = Path(__file__).resolve().parent.parent
 

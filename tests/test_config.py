@@ -2,8 +2,9 @@ import pytest
 
 from chatbot import ConfigError, load_config
 from chatbot.config import Config
+from training.config import TrainingConfig, load_training_config
 
-from .conftest import DEFAULT, TINY
+from .conftest import DEFAULT, ROOT, TINY
 
 
 def test_shipped_configs_load():
@@ -62,3 +63,27 @@ def test_broken_yaml_and_missing_file(config_copy, tmp_path):
         load_config(tmp_path / "nope.yaml")
     with pytest.raises(ConfigError, match="must be a mapping"):
         load_config(config_copy("- a list\n"))
+
+
+@pytest.mark.parametrize("name", ["meta_tiny", "meta_chat", "meta_babi", "adapter"])
+def test_shipped_training_configs_load(name):
+    cfg = load_training_config(ROOT / "configs" / f"{name}.yaml")
+    assert isinstance(cfg, TrainingConfig) and isinstance(cfg, Config)  # the chatbot's settings and how to train them
+    assert cfg.meta_train.data_dir == "../shared/data"
+
+
+def test_training_settings_are_not_runtime_settings(config_copy):
+    path = config_copy("meta_train:\n  steps: 3\n")
+    with pytest.raises(ConfigError, match="unknown key 'meta_train'"):
+        load_config(path)
+    assert load_training_config(path).meta_train.steps == 3
+    assert load_training_config(config_copy("")) == TrainingConfig()
+
+
+def test_training_config_keys_are_checked(config_copy):
+    path = config_copy("meta_train:\n  adapter:\n    rnk: 4\n")
+    with pytest.raises(ConfigError) as err:
+        load_training_config(path)
+    assert "meta_train.adapter.rnk" in str(err.value) and str(path) in str(err.value)
+    with pytest.raises(ConfigError, match=r"meta_train\.losses\.meta"):
+        load_training_config(config_copy("meta_train:\n  losses:\n    meta: high\n"))

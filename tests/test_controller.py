@@ -6,7 +6,8 @@ from transformers import SequenceBiasLogitsProcessor
 
 from chatbot import Controller, ModelLoadError, load_config
 from chatbot.config import GenerationConfig, ModelConfig
-from chatbot.controller import Generation, _convert_gguf, find_package_gguf
+from chatbot.controller import Generation
+from chatbot.loading import _convert_gguf, find_package_gguf
 
 from .conftest import TINY
 

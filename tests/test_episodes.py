@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from memory.episodes import ASK, CHAT, CORRECT, SPLITS, TEACH, TeachRecall, babi_file, load_babi, parse_tasks
+from training.episodes import ASK, CHAT, CORRECT, SPLITS, TEACH, TeachRecall, babi_file, load_babi, parse_tasks
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data"

@@ -1,4 +1,4 @@
-"""The architecture's one rule about imports: app/train_meta -> chatbot -> memory, vocab."""
+"""The architecture's rules about imports: app/train_meta -> chatbot -> memory, vocab; serving code never imports training."""
 
 import ast
 from pathlib import Path
@@ -30,3 +30,15 @@ def test_memory_and_vocab_never_import_chatbot_or_gradio(package):
 def test_chatbot_never_imports_the_app():
     for path in sorted((ROOT / "chatbot").rglob("*.py")):
         assert not imported_roots(path) & {"gradio", "app", "train_meta"}, path
+
+
+# The app and everything it runs; training/, train_meta.py and bench/ may import them, never the reverse.
+SERVING = ["app.py", "chatbot", "memory", "vocab"] + [d for d in ("storage", "ui") if (ROOT / d).is_dir()]
+
+
+@pytest.mark.parametrize("part", SERVING)
+def test_serving_code_never_imports_training(part):
+    root = ROOT / part
+    files = [root] if root.is_file() else sorted(root.rglob("*.py"))
+    assert files
+    assert [str(path.relative_to(ROOT)) for path in files if imported_roots(path) & {"training", "train_meta"}] == []

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from chatbot import Agent, load_config
-from chatbot.agent import MEMORY_STAGES
-from chatbot.notes import answer_words, cue_words, rank_notes, without_names
+from chatbot.turn import MEMORY_STAGES
+from chatbot.notes import answer_words, choose_notes, cue_words, rank_notes, without_names
 from memory.memoria import Engram, EngramType
 from memory.store import Store
 
@@ -34,9 +34,9 @@ def test_a_statement_is_written_remembered_and_stored_in_one_turn(tmp_path, tiny
     agent = make_agent(tmp_path, tiny_controller)
     reply = list(agent.chat_stream("ann", "My sister Oriel lives in Vantastad. How are you?"))[-1]
     assert reply.done and set(MEMORY_STAGES) <= set(reply.seconds)
-    writes = agent.memory.writes("ann")
+    writes = agent.memories.neural.writes("ann")
     assert [w.text for w in writes] == ["My sister Oriel lives in Vantastad."]  # the question is read, not written
-    engrams = agent.memoria.engrams("ann")
+    engrams = agent.memories.memoria.engrams("ann")
     assert [e.text for e in engrams] == ["My sister Oriel lives in Vantastad.", "How are you?"]
     turn = agent.store.db.execute("SELECT id, meta FROM turns").fetchone()
     assert all(e.turn == turn[0] for e in engrams) and writes[0].turn == turn[0] and writes[0].engram == engrams[0].id
@@ -51,17 +51,17 @@ def test_memories_survive_a_restart_exactly(tmp_path, tiny_controller):
     agent = make_agent(tmp_path, tiny_controller)
     for text in ["Remember: the vault code is 4417.", "Bram works at Quillmere.", "Where does Bram work?"]:
         agent.chat("ann", text)
-    engrams, writes = agent.memoria.engrams("ann"), agent.memory.writes("ann")
-    fast = [w.clone() for w in agent.memory._users["ann"].fast.weights]
+    engrams, writes = agent.memories.memoria.engrams("ann"), agent.memories.neural.writes("ann")
+    fast = [w.clone() for w in agent.memories.neural._users["ann"].fast.weights]
     agent.close()
 
     again = make_agent(tmp_path, tiny_controller)
-    again._load("ann")
-    assert again.memoria.engrams("ann") == engrams
-    assert [(w.id, w.text, w.value, w.turn, w.engram) for w in again.memory.writes("ann")] == [
+    again.memories.load("ann")
+    assert again.memories.memoria.engrams("ann") == engrams
+    assert [(w.id, w.text, w.value, w.turn, w.engram) for w in again.memories.neural.writes("ann")] == [
         (w.id, w.text, w.value, w.turn, w.engram) for w in writes
     ]
-    assert all(torch.equal(a, b) for a, b in zip(again.memory._users["ann"].fast.weights, fast))
+    assert all(torch.equal(a, b) for a, b in zip(again.memories.neural._users["ann"].fast.weights, fast))
     again.close()
 
 
@@ -71,7 +71,7 @@ def test_one_users_memory_never_reaches_another(tmp_path, tiny_controller):
     reply = list(agent.chat_stream("bob", "What is the code of my locker?"))[-1]
     assert reply.memory["notes"] == [] and reply.memory["reminded"] == []
     assert all(r["source"] is None for r in reply.memory["recall"])
-    assert agent.memoria.size("bob") == 1 and agent.memory.writes("bob") == []
+    assert agent.memories.memoria.size("bob") == 1 and agent.memories.neural.writes("bob") == []
     agent.close()
 
 
@@ -81,15 +81,15 @@ def test_forget_takes_matching_memories_out_of_both_stores(tmp_path, tiny_contro
     agent.chat("ann", "Bram works at Quillmere.")
     reply = list(agent.chat_stream("ann", "Forget that Oriel lives in Vantastad."))[-1]
     assert "Oriel lives in Vantastad." in reply.text and reply.memory["forgotten"] == ["Oriel lives in Vantastad."]
-    assert [e.text for e in agent.memoria.engrams("ann")] == ["Bram works at Quillmere."]
-    writes = agent.memory.writes("ann")
+    assert [e.text for e in agent.memories.memoria.engrams("ann")] == ["Bram works at Quillmere."]
+    writes = agent.memories.neural.writes("ann")
     assert [w.forgotten for w in writes] == [True, False]
     # the memory now holds only what is left: its fast weights are a fresh start written with the kept write
-    memory = agent.memory.model.memory
+    memory = agent.memories.neural.model.memory
     memory.fast = memory.initial_state(1)
     kept = writes[1]
     memory.write(torch.from_numpy(kept.key)[None], torch.from_numpy(kept.vector)[None], torch.from_numpy(kept.beta)[None])
-    assert all(torch.allclose(a, b) for a, b in zip(agent.memory._users["ann"].fast.weights, memory.fast.weights))
+    assert all(torch.allclose(a, b) for a, b in zip(agent.memories.neural._users["ann"].fast.weights, memory.fast.weights))
     nothing = list(agent.chat_stream("ann", "Forget everything about Zanzibar."))[-1]
     assert "nothing" in nothing.text and nothing.memory["forgotten"] == []
     agent.close()
@@ -99,10 +99,10 @@ def test_a_correction_supersedes_the_older_write_and_its_engram(tmp_path, tiny_c
     agent = make_agent(tmp_path, tiny_controller, consolidation__supersede_similarity=-1.0)  # everything overwrites
     agent.chat("ann", "Oriel lives in Vantastad.")
     reply = list(agent.chat_stream("ann", "Oriel moved to Quillmere."))[-1]
-    first, second = agent.memory.writes("ann")
+    first, second = agent.memories.neural.writes("ann")
     assert first.superseded_by == second.id and second.live
     assert reply.memory["superseded"] == [{"id": first.id, "text": first.text, "by": second.id}]
-    assert not agent.memoria.is_live(first.engram, user="ann")
+    assert not agent.memories.memoria.is_live(first.engram, user="ann")
     stored = agent.store.db.execute("SELECT superseded_by FROM neural_writes WHERE id = 0").fetchone()[0]
     assert stored == second.id
     agent.close()
@@ -110,7 +110,7 @@ def test_a_correction_supersedes_the_older_write_and_its_engram(tmp_path, tiny_c
     never = make_agent(tmp_path, tiny_controller, db="never.db", consolidation__supersede_similarity=1.5)
     never.chat("ann", "Oriel lives in Vantastad.")
     never.chat("ann", "Oriel moved to Quillmere.")
-    assert all(w.live for w in never.memory.writes("ann"))
+    assert all(w.live for w in never.memories.neural.writes("ann"))
     never.close()
 
 
@@ -120,8 +120,8 @@ def test_long_term_engrams_are_replayed_into_the_neural_memory(tmp_path, tiny_co
     )
     for text in ["Oriel lives in Vantastad.", "Bram works at Quillmere.", "Ida has a cat called Pim.", "Hello."]:
         agent.chat("ann", text)
-    assert any(e.type == EngramType.LONGTERM for e in agent.memoria.engrams("ann"))
-    assert agent.memory.stats("ann")["replays"] > 0
+    assert any(e.type == EngramType.LONGTERM for e in agent.memories.memoria.engrams("ann"))
+    assert agent.memories.neural.stats("ann")["replays"] > 0
     agent.close()
 
 
@@ -143,7 +143,7 @@ def test_every_memory_switch_still_chats(tmp_path, tiny_controller, sections):
     agent.chat("ann", "Oriel lives in Vantastad.")
     reply = list(agent.chat_stream("ann", "Where does Oriel live?"))[-1]
     assert reply.done and len(agent.history("ann")) == 2
-    assert (agent.memoria is None) == (sections.get("memoria__enabled") is False)
+    assert (agent.memories.memoria is None) == (sections.get("memoria__enabled") is False)
     if sections.get("neural_memory__enabled") is False:
         assert agent.store.db.execute("SELECT COUNT(*) FROM neural_writes").fetchone()[0] == 0
     agent.close()
@@ -161,8 +161,8 @@ def test_a_failed_save_keeps_memory_and_database_in_step(tmp_path, tiny_controll
         agent.chat("ann", "Bram works at Quillmere.")
     monkeypatch.undo()
     agent.chat("ann", "Hello again.")  # reloads the user's memories from the database first
-    assert [w.text for w in agent.memory.writes("ann")] == ["Oriel lives in Vantastad.", "Hello again."]
-    assert [e.text for e in agent.memoria.engrams("ann")] == ["Oriel lives in Vantastad.", "Hello again."]
+    assert [w.text for w in agent.memories.neural.writes("ann")] == ["Oriel lives in Vantastad.", "Hello again."]
+    assert [e.text for e in agent.memories.memoria.engrams("ann")] == ["Oriel lives in Vantastad.", "Hello again."]
     agent.close()
 
 
@@ -172,7 +172,7 @@ def test_another_process_saving_the_user_is_seen_next_turn(tmp_path, tiny_contro
     first.chat("ann", "Oriel lives in Vantastad.")
     second.chat("ann", "Bram works at Quillmere.")  # loads what the first saved, then adds
     first.chat("ann", "Ida has a cat called Pim.")  # sees the second's turn before adding its own
-    assert [w.text for w in first.memory.writes("ann")] == [
+    assert [w.text for w in first.memories.neural.writes("ann")] == [
         "Oriel lives in Vantastad.", "Bram works at Quillmere.", "Ida has a cat called Pim."
     ]
     first.close()
@@ -212,7 +212,7 @@ def test_export_then_import_restores_the_memories_for_another_user(tmp_path, tin
     assert agent.import_memory("zoe", file) == (2, 1)
     fresh = make_agent(tmp_path, tiny_controller)
     view = fresh.memory_view("zoe")
-    ann = agent.memoria.engrams("ann")
+    ann = agent.memories.memoria.engrams("ann")
     assert [(e.id, e.type, e.text, e.lifespan, e.age, e.fire_count, e.links) for e in view.engrams] == [
         (e.id, e.type, e.text, e.lifespan, e.age, e.fire_count, e.links) for e in ann
     ]
@@ -271,13 +271,13 @@ def test_an_agent_restarted_on_the_same_controller_loads_its_grown_vocabulary(tm
     base_rows = tiny_controller.model.get_input_embeddings().weight.shape[0]
     agent = Agent(cfg, tiny_controller, Store(tmp_path / "vocab.db"))
     agent.chat("ann", "Remember: Vantastad and Quillmere are towns.")
-    grown = [t.text for t in agent.vocab.tokens]
+    grown = [t.text for t in agent.memories.vocab.tokens]
     assert grown and tiny_controller.model.get_input_embeddings().weight.shape[0] == base_rows + len(grown)
     agent.close()
     assert tiny_controller.model.get_input_embeddings().weight.shape[0] == base_rows and tiny_controller.vocab is None
 
     again = Agent(cfg, tiny_controller, Store(tmp_path / "vocab.db"))  # the restart: same model object, same file
-    assert [t.text for t in again.vocab.tokens] == grown
+    assert [t.text for t in again.memories.vocab.tokens] == grown
     assert again.chat("ann", "Where is Vantastad?")
     again.close()
 
@@ -288,22 +288,26 @@ def test_engrams_saved_with_other_vectors_are_re_embedded_on_load(tmp_path, tiny
     agent = make_agent(tmp_path, tiny_controller, memoria__vector="hidden")
     for text in said:
         agent.chat("ann", text)
-    engrams = agent.memoria.engrams("ann")
+    engrams = agent.memories.memoria.engrams("ann")
     agent.close()
 
     again = make_agent(tmp_path, tiny_controller, memoria__vector="sentence")
-    again._load("ann")
-    assert again.memoria.engrams("ann") == engrams
-    vectors = again.memoria.vectors("ann", [e.id for e in engrams])
-    assert torch.allclose(vectors, again.sentences([e.text for e in engrams]), atol=1e-5)  # 384-dim MiniLM now
+    again.memories.load("ann")
+    assert again.memories.memoria.engrams("ann") == engrams
+    vectors = again.memories.memoria.vectors("ann", [e.id for e in engrams])
+    assert torch.allclose(vectors, again.memories.sentences([e.text for e in engrams]), atol=1e-5)  # 384-dim MiniLM now
     reply = list(again.chat_stream("ann", "Where does Oriel live?"))[-1]  # new engrams join the re-embedded ones
     assert reply.memory["reminded"][0]["text"] == "My sister Oriel lives in Vantastad."
     again.close()
 
     third = make_agent(tmp_path, tiny_controller, memoria__vector="sentence")
-    third._load("ann")  # saved as sentence vectors: loaded as they are
-    assert torch.allclose(third.memoria.vectors("ann", [e.id for e in engrams]), vectors, atol=1e-6)
+    third.memories.load("ann")  # saved as sentence vectors: loaded as they are
+    assert torch.allclose(third.memories.memoria.vectors("ann", [e.id for e in engrams]), vectors, atol=1e-6)
     third.close()
+
+
+def notes_of(agent, reminded, closeness, cues=()):
+    return choose_notes([], reminded, closeness, cues, None, agent.cfg.chat, from_reads=False)
 
 
 @pytest.mark.parametrize(
@@ -319,7 +323,7 @@ def test_notes_prefer_the_newest_of_the_nearly_closest(tmp_path, tiny_controller
     texts = ["Bram works at Quillmere.", "Actually, Bram now works at Zentrifol.", "Where does Bram work?"]
     reminded = [Engram(i, EngramType.SHORTTERM, t, i + 1, 10.0, 1, 1, {}) for i, t in enumerate(texts)]
     closeness = [*closeness[:2], 0.95]  # the earlier question is closest but never a note
-    assert agent._notes([], reminded, closeness)[0] == expected
+    assert notes_of(agent, reminded, closeness)[0] == expected
     agent.close()
 
 
@@ -328,11 +332,11 @@ def test_notes_are_the_statements_naming_whom_the_question_is_about(tmp_path, ti
     texts = ["Kora works at Quillmere.", "Bram works at Zentrifol.", "Bram's sister is Kora.", "Where does Bram work?"]
     reminded = [Engram(i, EngramType.SHORTTERM, t, i + 1, 10.0, 1, 1, {}) for i, t in enumerate(texts)]
     closeness = [0.9, 0.7, 0.3, 0.95]  # a look-alike fact about someone else is the closest
-    assert agent._notes([], reminded, closeness)[0] == ["Kora works at Quillmere."]  # no names given
-    assert agent._notes([], reminded, closeness, ("bram",))[0] == ["Bram works at Zentrifol."]
+    assert notes_of(agent, reminded, closeness)[0] == ["Kora works at Quillmere."]  # no names given
+    assert notes_of(agent, reminded, closeness, ("bram",))[0] == ["Bram works at Zentrifol."]
     # among the statements naming Bram, the newest within the margin of the closest of them
     closeness = [0.9, 0.7, 0.65, 0.95]
-    assert agent._notes([], reminded, closeness, ("bram",))[0] == ["Bram's sister is Kora."]
+    assert notes_of(agent, reminded, closeness, ("bram",))[0] == ["Bram's sister is Kora."]
     agent.close()
 
 

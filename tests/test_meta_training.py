@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from memory.config import InterfaceConfig, MetaLossConfig, NeuralMemoryConfig
-from memory.batching import StepBudgetSampler
 from memory.interface import PAD, QUESTION, STATEMENT, EpisodeBatch, MemoryModel, load_checkpoint, save_checkpoint
+from training.batching import StepBudgetSampler
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data"
@@ -180,7 +180,7 @@ def shared_features(tmp_path_factory) -> Path:
 def tiny_meta_config(tmp_path, shared_features) -> Path:
     if not (DATA / "babi").is_dir():
         pytest.skip("../shared/data/babi is absent")
-    text = (ROOT / "configs" / "tiny.yaml").read_text()
+    text = (ROOT / "configs" / "meta_tiny.yaml").read_text()
     text = text.replace("cache_dir: data/models", f"cache_dir: {ROOT / 'data' / 'models'}")
     text = text.replace("data_dir: ../shared/data", f"data_dir: {DATA}")
     text = text.replace("feature_cache: data/features", f"feature_cache: {shared_features}")
@@ -188,7 +188,7 @@ def tiny_meta_config(tmp_path, shared_features) -> Path:
     text = text.replace("export_path: data/runs/meta-tiny/mnm.pt", f"export_path: {tmp_path / 'mnm.pt'}")
     assert str(tmp_path) in text and "teach_recall_episodes" not in text
     text = text.replace("meta_train:\n", "meta_train:\n  teach_recall_episodes: 8\n")
-    path = tmp_path / "tiny.yaml"
+    path = tmp_path / "meta_tiny.yaml"
     path.write_text(text)
     return path
 
@@ -250,10 +250,11 @@ def test_adapter_stage_trains_exports_and_the_controller_merges_it(tiny_meta_con
     assert saved["config"]["layers_to_transform"] == [1]  # layer 0, under the memory's features, untouched
     assert all(v.dtype == torch.float16 for v in saved["state_dict"].values())
 
-    from chatbot import Controller, load_config
+    from chatbot import Controller
     from memory.features import hidden_states
+    from training.config import load_training_config
 
-    cfg = load_config(config).model
+    cfg = load_training_config(config).model
     plain = Controller.from_config(cfg)
     cfg.adapter = str(tmp_path / "lora.pt")
     adapted = Controller.from_config(cfg)

@@ -6,7 +6,7 @@ import threading
 import pytest
 from gradio_client import Client
 
-from .conftest import DEFAULT, ROOT
+from .conftest import DEFAULT
 from .test_app_e2e import App
 from .test_browser import ARTIFACTS, page, wait_for_the_turn_to_end  # noqa: F401  (page is the fixture)
 

@@ -394,22 +394,6 @@ def test_load_refuses_another_tokenizer(tokenizer, tmp_path):
         ElasticVocab(gpt2_like, fast_cfg()).load(store.db)
 
 
-def test_the_vocabulary_tab_shows_each_user_only_their_own_words(tokenizer, tmp_path):
-    from vocab.report import size_figure, user_events, user_tokens
-
-    store = Store(tmp_path / "chat.db")
-    vocab = ElasticVocab(tokenizer, fast_cfg())
-    for user, text in [("ann", "Remember: Oriel and Vantastad"), ("bob", "Remember: Quillmere"), ("bob", "nothing new")]:
-        vocab.observe(text, user=user)
-        with store.transaction() as db:
-            vocab.save(db)
-    assert [row[0] for row in user_tokens(vocab, store.db, "ann")] == ["' Oriel'", "' Vantastad'"]
-    assert [row[3] for row in user_events(store.db, "bob")] == ["' Quillmere'"]
-    assert user_tokens(vocab, store.db, "carol") == [] and user_events(store.db, "carol") == []
-    line = size_figure(vocab, store.db).axes[0].lines[0]
-    assert list(line.get_xdata()) == [0, 1, 2, 3] and list(line.get_ydata()) == [0, 2, 3, 3]
-
-
 # ----- a chat turn ------------------------------------------------------------------------------
 
 
@@ -417,7 +401,7 @@ def test_an_agent_turn_grows_tokens_and_stores_the_events_with_the_turn(tmp_path
     from chatbot.agent import Agent
 
     agent = Agent.from_config(TINY, db=tmp_path / "chat.db")
-    assert agent.controller.vocab is agent.vocab
+    assert agent.controller.vocab is agent.memories.vocab
     agent.chat("ann", "Remember: my sister Oriel lives in Vantastad.")
     (turn,) = agent.history("ann")
     events = read_events(agent.store.db)
@@ -426,12 +410,12 @@ def test_an_agent_turn_grows_tokens_and_stores_the_events_with_the_turn(tmp_path
         ("grow", " Vantastad", "ann", turn.id),
     }
     ids = agent.controller.chat_ids([{"role": "user", "content": "Where is Vantastad?"}])
-    assert len(agent.vocab.merge(ids[0])) == ids.shape[1] - 3
-    grown = agent.vocab.size
+    assert len(agent.memories.vocab.merge(ids[0])) == ids.shape[1] - 3
+    grown = agent.memories.vocab.size
     agent.close()
     again = Agent.from_config(TINY, db=tmp_path / "chat.db")  # a restart
-    assert again.vocab.size == grown == embedding_matrix(again.controller.model).shape[0]
-    assert state(again.vocab)[0] == state(agent.vocab)[0]
+    assert again.memories.vocab.size == grown == embedding_matrix(again.controller.model).shape[0]
+    assert state(again.memories.vocab)[0] == state(agent.memories.vocab)[0]
     again.close()
 
 
@@ -443,7 +427,7 @@ def test_a_disabled_vocabulary_leaves_the_model_and_tables_alone(tmp_path):
     cfg.store.path = str(tmp_path / "chat.db")
     agent = Agent(cfg, Controller.from_config(cfg.model), Store(cfg.store.path))
     agent.chat("ann", "Remember: my sister Oriel lives in Vantastad.")
-    assert agent.vocab is None and agent.controller.vocab is None
+    assert agent.memories.vocab is None and agent.controller.vocab is None
     assert embedding_matrix(agent.controller.model).shape[0] == len(agent.controller.tokenizer)
     assert read_events(agent.store.db) == []
     agent.close()

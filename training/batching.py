@@ -7,11 +7,11 @@ from collections.abc import Iterator, Sequence
 
 import torch
 
+from memory.interface import PAD, QUESTION, STATEMENT, EpisodeBatch
 from text import distinct_words
 
 from .episodes import Episode
 from .features import FeatureCache
-from .interface import PAD, QUESTION, STATEMENT, EpisodeBatch
 
 
 class Candidates:

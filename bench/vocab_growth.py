@@ -1,6 +1,6 @@
 """Elastic vocabulary on a stream of real text rich in new names, with the real model.
 
-    python bench/vocab.py [--quick] [--config configs/default.yaml] [--compare] [--threads N]
+    python bench/vocab_growth.py [--quick] [--config configs/default.yaml] [--compare] [--threads N]
 
 The stream: bAbI stories (../shared/data/babi/en, train split), one sentence per
 message, with every character re-cast by a name drawn from a fixed pool sampled from
@@ -30,7 +30,6 @@ import math
 import random
 import re
 import statistics
-import sys
 import tempfile
 import time
 from dataclasses import replace
@@ -38,14 +37,13 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[0] = str(ROOT)  # not bench/: its vocab.py would shadow the vocab package
+from chatbot.config import load_config
+from chatbot.controller import Controller
+from memory.store import Store
+from vocab import ElasticVocab, VocabConfig
+from vocab.rows import INIT_RULES, embedding_matrix
 
-from chatbot.config import load_config  # noqa: E402
-from chatbot.controller import Controller  # noqa: E402
-from memory.store import Store  # noqa: E402
-from vocab import ElasticVocab, VocabConfig  # noqa: E402
-from vocab.rows import INIT_RULES, embedding_matrix  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 DATA = ROOT.parent / "shared" / "data"
 # bAbI's characters; the stream replaces each with a pool name, one per story.

@@ -13,11 +13,13 @@ from pathlib import Path
 
 import torch
 
+from memory.config import MetaLossConfig
+from memory.features import TextEncoder
+from memory.interface import MemoryModel, load_checkpoint
+
 from .batching import Candidates, episode_texts, make_batch, statement_words
-from .config import MetaLossConfig
 from .episodes import Episode
-from .features import FeatureCache, TextEncoder
-from .interface import MemoryModel, load_checkpoint
+from .features import FeatureCache
 
 _NO_LOSSES = MetaLossConfig(answer=0.0, meta=0.0, vicreg=0.0, recall=0.0)
 

@@ -1,0 +1,243 @@
+"""The learned parts a turn reads and writes, for every user: the elastic vocabulary, the
+neural memory, the engram store and the retrieval baseline, each None when switched off;
+how their vectors are made; and bringing a user's memories in from the store and back.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import sqlite_utils
+import torch
+
+from memory.interface import MemoryModel, unit_keys
+from memory.memoria import Memoria, stored_version
+from memory.neural_chat import ChatMemory, SentenceStep
+from memory.retrieval import RetrievalIndex, SentenceEncoder
+from memory.store import Store
+from text import is_question, split_sentences
+from vocab import ElasticVocab
+
+from .config import Config
+from .controller import Controller
+from .forget import ForgetRequest, forget_request
+from .loading import ModelLoadError, model_tag
+
+log = logging.getLogger(__name__)
+
+Features = list[tuple[list[int], torch.Tensor, torch.Tensor]]  # per sentence: token ids, [T, H] hidden states, [T, H] embeddings
+
+
+class Memories:
+    """Every user's memories in this process.
+
+    Args:
+        cfg: the configuration; its switches decide which parts exist.
+        controller: the language model (features, and the rows the vocabulary grows).
+        store: the database the parts are loaded from and saved to.
+    """
+
+    def __init__(self, cfg: Config, controller: Controller, store: Store) -> None:
+        m = cfg.memoria
+        if m.vector not in ("key", "hidden", "sentence") or m.reward not in ("attention", "uniform") or m.unit not in ("sentence", "message"):
+            raise ValueError(
+                f"memoria.vector must be key, hidden or sentence, memoria.reward attention or uniform, memoria.unit sentence "
+                f"or message; got {m.vector!r}, {m.reward!r}, {m.unit!r}"
+            )
+        self.cfg, self.controller, self.store = cfg, controller, store
+        # The elastic vocabulary, shared by all users like the model it resizes; restored from the store.
+        self.vocab: ElasticVocab | None = None
+        if cfg.vocab.enabled:
+            self.vocab = ElasticVocab(controller.tokenizer, cfg.vocab, controller.model)
+            with controller.lock:
+                self.vocab.load(store.db)
+            controller.vocab = self.vocab
+        # The memory interface runs when the neural memory is on, or when it gives Memoria its keys.
+        self.neural: ChatMemory | None = None
+        if cfg.neural_memory.enabled or (m.enabled and m.vector == "key"):
+            self.neural = self._chat_memory()
+        # One sentence encoder for Memoria's "sentence" vectors and the retrieval baseline.
+        wants_sentences = (m.enabled and m.vector == "sentence") or cfg.retrieval.enabled
+        self.sentences = SentenceEncoder() if wants_sentences else None
+        self._vectors: Callable[[list[str]], torch.Tensor] = {
+            "key": self._key_vectors, "sentence": self.sentences, "hidden": self._hidden_vectors,
+        }[m.vector]
+        self.memoria = (
+            Memoria(m.num_reminded_stm, m.stm_capacity, m.ltm_search_depth, m.initial_lifespan, m.num_final_ltms,
+                    max_links=m.max_links, vector_kind=self._vector_kind())
+            if m.enabled
+            else None
+        )
+        # The retrieval baseline (off in the product): an index of each user's statements.
+        self.retrieval = RetrievalIndex(self.sentences) if cfg.retrieval.enabled else None
+        self._loaded: set[str] = set()
+
+    def _chat_memory(self) -> ChatMemory:
+        cfg = self.cfg
+        path = cfg.neural_memory.checkpoint
+        if path:
+            if not Path(path).is_file():
+                raise ModelLoadError(f"neural_memory.checkpoint {path} does not exist; train one with train_meta.py or set it to \"\"")
+            return ChatMemory.from_checkpoint(path, self.controller, cfg=cfg.neural_memory, consolidation=cfg.consolidation)
+        # No checkpoint: an untrained memory of the configured shape, seeded so it is the same every start.
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            model = MemoryModel(cfg.neural_memory, cfg.interface, self.controller.hidden_size, self.controller.hidden_size)
+        return ChatMemory(
+            model, self.controller, feature_layer=cfg.interface.feature_layer, tag="untrained",
+            cfg=cfg.neural_memory, consolidation=cfg.consolidation,
+        )
+
+    def _vector_kind(self) -> str:
+        """Names what makes Memoria's vectors, so engrams saved another way are re-embedded."""
+        vector, unit = self.cfg.memoria.vector, self.cfg.memoria.unit
+        if vector == "key":
+            return f"key:{self.neural.tag}:{unit}"
+        if vector == "hidden":
+            return f"hidden:{model_tag(self.cfg.model)}:layer{self.cfg.interface.feature_layer}:{unit}"
+        return f"sentence:all-MiniLM-L6-v2:{unit}"
+
+    # ---- vectors ------------------------------------------------------------------------
+
+    def encode(self, sentences: list[str]) -> Features:
+        """Each sentence's features at the interface's layer."""
+        if self.neural is not None:
+            return self.neural.featurize(sentences)
+        from memory.features import hidden_states  # Memoria on hidden states alone
+
+        hidden = hidden_states(self.controller, sentences, self.cfg.interface.feature_layer)
+        return [([], h, torch.zeros(0)) for h in hidden]
+
+    def _key_vectors(self, sentences: list[str]) -> torch.Tensor:
+        return unit_keys(self.neural.keys(sentences, [is_question(t) for t in sentences]), self.neural.heads)
+
+    def _hidden_vectors(self, sentences: list[str]) -> torch.Tensor:
+        return torch.nn.functional.normalize(torch.stack([h.float().mean(0) for _, h, _ in self.encode(sentences)]), dim=-1)
+
+    def sentence_vectors(self, sentences: list[str]) -> torch.Tensor:
+        """[N, D] unit vectors of sentences by memoria.vector (no memory is read or written)."""
+        return self._vectors(sentences)
+
+    def engram_vectors(self, texts: list[str]) -> torch.Tensor:
+        """[N, D] vectors of engram texts, made as a turn makes them (a message: its sentences' mean)."""
+        if not texts:  # the vector width still matters: it is the user's engram width from now on
+            return self.sentence_vectors(["."])[:0]
+        parts = [split_sentences(t) or [t or "."] for t in texts]
+        flat = self.sentence_vectors([s for p in parts for s in p])
+        out, start = [], 0
+        for p in parts:
+            out.append(flat[start : start + len(p)].mean(0))
+            start += len(p)
+        return torch.stack(out)
+
+    def step_vectors(self, steps: list[SentenceStep]) -> torch.Tensor:
+        """[S, D] vectors of this turn's sentences, from the work their steps already did."""
+        if self.cfg.memoria.vector == "key":
+            return unit_keys(torch.stack([s.key for s in steps]), self.neural.heads)
+        if self.cfg.memoria.vector == "sentence":
+            return self.sentences([s.text for s in steps])
+        # unit length, so Memoria's L2 ranking is the cosine ranking (raw norms vary with sentence length)
+        return torch.nn.functional.normalize(torch.stack([s.hidden for s in steps]), dim=-1)
+
+    # ---- a user's memories in and out of the store ----------------------------------------
+
+    def load(self, user: str) -> int:
+        """Bring the user's memories into this process (again, if another process saved
+        them since); returns the user's row id."""
+        uid = self.store.user_id(user)
+        fresh = user in self._loaded
+        if fresh and self.memoria is not None:
+            fresh = self.memoria.saved_version(user) == stored_version(self.store.db, user)
+        if fresh and self.neural is not None:
+            fresh = self.neural.saved_version(user) == self.neural.stored_version(self.store.db, uid)
+        if not fresh:
+            if self.memoria is not None:
+                self.memoria.load(self.store.db, user)
+                if self.memoria.vector_kind_of(user) != self.memoria.vector_kind:
+                    self._reembed_engrams(user)
+            if self.neural is not None:
+                self.neural.load(self.store.db, user, uid)
+            if self.retrieval is not None:
+                self.retrieval.replace(user, self._statements(user))
+            self._loaded.add(user)
+        return uid
+
+    def unload(self, user: str) -> None:
+        """Forget what this process holds of the user: a failed save makes the next use reload from the store."""
+        self._loaded.discard(user)
+
+    def _reembed_engrams(self, user: str) -> None:
+        """The user's engrams were saved with vectors made another way (another encoder,
+        model or unit): make them again from their texts; the next save stores them."""
+        engrams = self.memoria.engrams(user)
+        log.info("re-embedding %d engrams of %s: saved as %s, now %s", len(engrams), user,
+                 self.memoria.vector_kind_of(user), self.memoria.vector_kind)
+        self.memoria.replace_vectors(user, self.engram_vectors([e.text or "" for e in engrams]))
+
+    def _statements(self, user: str) -> list[str]:
+        """Every statement the user made, oldest first (what the retrieval baseline indexes)."""
+        return [s for text in self.store.said(user) if forget_request(text) is None for s in split_sentences(text) if not is_question(s)]
+
+    def save(self, db: sqlite_utils.Database, user: str, uid: int) -> None:
+        """Write the user's engrams and neural memory; call inside `Store.transaction()`."""
+        if self.memoria is not None:
+            self.memoria.save(db, user)
+        if self.neural is not None:
+            self.neural.save(db, user, uid)
+
+    def save_now(self, user: str, uid: int) -> None:
+        """The user's memories in a transaction of their own (after a Memory-tab change)."""
+        try:
+            with self.store.transaction() as db:
+                self.save(db, user, uid)
+        except BaseException:
+            self.unload(user)
+            raise
+
+    # ---- forgetting ------------------------------------------------------------------------
+
+    def forget(self, user: str, request: ForgetRequest) -> list[str]:
+        """Forget the user's engrams, writes and indexed statements that match; returns their texts."""
+        texts: list[str] = []
+        if self.memoria is not None:
+            doomed = [e for e in self.memoria.engrams(user) if e.text and not is_question(e.text) and request.matches(e.text)]
+            self.memoria.forget([e.id for e in doomed], user=user)
+            texts += [e.text for e in doomed]
+        if self.neural is not None:
+            writes = [w for w in self.neural.writes(user) if not w.forgotten and request.matches(w.text)]
+            texts += [w.text for w in self.neural.forget(user, [w.id for w in writes])]
+        if self.retrieval is not None:
+            doomed = {t for t in self.retrieval.texts(user) if request.matches(t)}
+            self.retrieval.forget(user, doomed)
+            texts += sorted(doomed)
+        return list(dict.fromkeys(texts))
+
+    def forget_engram(self, user: str, engram_id: int) -> list[str]:
+        """Forget one engram and the neural-memory write of the same sentence; returns the texts forgotten."""
+        texts = []
+        if self.memoria is not None:
+            texts += [e.text for e in self.memoria.engrams(user) if e.id == engram_id]
+            self.memoria.forget([engram_id], user=user)
+        if self.neural is not None:
+            texts += [w.text for w in self.neural.forget(user, [w.id for w in self.neural.writes(user) if w.engram == engram_id])]
+        return list(dict.fromkeys(texts))
+
+    def clear(self, user: str) -> int:
+        """Forget all of the user's engrams and writes; returns how many sentences were forgotten."""
+        count = 0
+        if self.memoria is not None:
+            count += len(self.memoria.forget([e.id for e in self.memoria.engrams(user)], user=user))
+        if self.neural is not None:
+            count += self.neural.clear(user)
+        return count
+
+    def close(self) -> None:
+        """Give the controller back its base vocabulary, so another Agent (a restart in
+        the same process) can load the saved one over it."""
+        if self.vocab is not None:
+            with self.controller.lock:
+                self.vocab.detach()
+                if self.controller.vocab is self.vocab:
+                    self.controller.vocab = None

@@ -1,0 +1,319 @@
+"""One chat turn as named stages over one TurnState, each learned stage behind a config switch:
+
+  vocab        ElasticVocab.observe: words become tokens, use strengthens them
+  encode       the message's sentences through the controller (hidden states)
+  neural       ChatMemory.step per sentence: statements are written (test-time one-shot
+               update), questions read and decoded among the user's words
+  remind       Memoria: the sentences become working memory, engrams are reminded, and
+               those the message's names cue are recalled beside them
+  notes        which recalled statements go into the prompt (chatbot/notes.py)
+  generate     the notes in the system message (optionally the reads as a soft prefix);
+               the reply streams
+  attention    how much the reply attended to each note (measured by the controller)
+  adjust       reminded engrams earn lifespan by that attention; all age one turn
+  consolidate  corrections supersede older writes (and their engrams); every
+               `replay_every` turns the most fired long-term engrams are replayed
+  save         one SQLite transaction: turn, vocabulary, engrams, neural memory
+A message starting with "Forget" forgets what matches instead of generating.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import torch
+
+from memory.memoria import Engram, EngramType, lifespan_delta
+from memory.neural_chat import SentenceStep
+from text import is_question, split_sentences
+from vocab import VocabEvent
+
+from .config import Config
+from .controller import Controller, Generation
+from .forget import ForgetRequest, forget_request
+from .memories import Memories
+from .notes import answer_words, choose_notes, cue_words, cued_engrams, unnamed_closeness
+from .prompt import chat_messages
+
+# The stages whose time is the memory's cost (the rest: vocabulary, generation, saving).
+MEMORY_STAGES = ("encode", "neural", "remind", "attention", "adjust", "consolidate")
+
+
+@dataclass
+class Reply:
+    """A reply as it streams: the text so far, notes to show beside it, what memory did."""
+
+    text: str = ""
+    notes: list[str] = field(default_factory=list)  # e.g. "your message was truncated"
+    done: bool = False  # true on the last snapshot, once the turn is stored
+    memory: dict = field(default_factory=dict)  # what memory contributed (filled before the text streams)
+    seconds: dict[str, float] = field(default_factory=dict)  # time per stage, complete when done
+
+
+@dataclass
+class TurnState:
+    """Everything one turn knows, filled in stage by stage."""
+
+    user: str
+    uid: int  # the user's row id
+    conversation_id: int
+    text: str  # the message, checked and truncated
+    reply: Reply
+    sentences: list[str] = field(default_factory=list)  # the message, parsed once
+    cues: tuple[str, ...] = ()  # the names and numbers it mentions (chatbot/notes.py cue_words)
+    vocab_events: list[VocabEvent] = field(default_factory=list)
+    steps: list[SentenceStep] = field(default_factory=list)  # the neural memory's work per sentence
+    engram_ids: list[int] = field(default_factory=list)  # this turn's own engrams
+    indices: torch.Tensor = field(default_factory=lambda: torch.zeros(1, 0, dtype=torch.long))  # [1, R] Memoria's reminded ids
+    reminded: list[Engram] = field(default_factory=list)  # reminded and cued engrams
+    closeness: list[float] = field(default_factory=list)  # their cosine closeness to the message
+    reminded_vectors: torch.Tensor | None = None  # [R, D] their unit vectors
+    notes: list[str] = field(default_factory=list)  # the sentences put in the prompt, oldest first
+    note_engrams: list[int | None] = field(default_factory=list)  # the engram each note came from
+    generation: Generation = field(default_factory=Generation)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        """Time a stage (a stage run twice adds up)."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - started
+
+
+class Turn:
+    """Runs turns against the model, the memories and the store.
+
+    Args:
+        cfg: the configuration.
+        controller: the language model.
+        memories: every user's memories (the parts a config switches off are None).
+    """
+
+    def __init__(self, cfg: Config, controller: Controller, memories: Memories) -> None:
+        self.cfg, self.controller, self.memories = cfg, controller, memories
+        self.store = memories.store
+
+    def run(self, state: TurnState) -> Iterator[Reply]:
+        """The turn, stage by stage; yields the reply as it grows, and once more when it is stored."""
+        self.observe_vocabulary(state)
+        request = forget_request(state.text)
+        if request is not None:
+            self.forget(state, request)
+            yield state.reply
+        else:
+            state.sentences = split_sentences(state.text) or [state.text.strip()]
+            state.cues = cue_words(state.text) if self.cfg.chat.cue_limit > 0 else ()
+            self.read_and_write(state)
+            self.remind(state)
+            self.choose_notes(state)
+            yield from self.generate(state)
+            self.adjust(state)
+            self.consolidate(state)
+        state.reply.text = state.reply.text.strip()
+        with state.stage("save"):
+            self.save(state)
+        state.reply.seconds = dict(state.seconds)
+        state.reply.done = True
+        yield state.reply
+
+    # ---- stages ----------------------------------------------------------------------------
+
+    def observe_vocabulary(self, state: TurnState) -> None:
+        if self.memories.vocab is None:
+            return
+        with state.stage("vocab"), self.controller.lock:  # resizes the model's matrices: never mid-generation
+            state.vocab_events = self.memories.vocab.observe(state.text, user=state.user)
+
+    def forget(self, state: TurnState, request: ForgetRequest) -> None:
+        """Forget the user's memories that match; the reply says what went."""
+        texts = self.memories.forget(state.user, request)
+        state.reply.memory = {"forgotten": texts}
+        if not texts:
+            state.reply.text = "I had nothing like that in memory, so there was nothing to forget."
+            return
+        listed = "\n".join(f"- {t}" for t in texts)
+        state.reply.text = f"Done. I have forgotten {len(texts)} thing{'s' * (len(texts) != 1)}:\n{listed}"
+
+    def read_and_write(self, state: TurnState) -> None:
+        """The neural memory's work on each sentence, in order (keys only when it is off)."""
+        m = self.memories
+        if m.neural is None and m.memoria is None:
+            return
+        with state.stage("encode"):
+            features = m.encode(state.sentences)
+        with state.stage("neural"):
+            for sentence, f in zip(state.sentences, features):
+                asks = is_question(sentence)
+                if m.neural is not None:
+                    state.steps.append(m.neural.step(state.user, sentence, f, question=asks))
+                else:
+                    state.steps.append(SentenceStep(sentence, asks, torch.zeros(0), f[1].float().mean(0)))
+
+    def remind(self, state: TurnState) -> None:
+        """The message becomes working memory; Memoria reminds engrams, the cues recall more."""
+        memoria = self.memories.memoria
+        if memoria is None:
+            return
+        with state.stage("remind"):
+            texts, vectors = self._turn_engrams(state)
+            state.engram_ids = memoria.add_working_memory(vectors, user=state.user, texts=[texts])[0].tolist()
+            for i, step in enumerate(state.steps):
+                if step.write is not None:
+                    step.write.engram = state.engram_ids[min(i, len(state.engram_ids) - 1)]
+            memories, state.indices = memoria.remind(user=state.user)
+            live = [i for i in state.indices[0].tolist() if i >= 0]
+            cued = cued_engrams(memoria, state.user, state.cues, state.steps, set(live) | set(state.engram_ids),
+                                limit=self.cfg.chat.cue_limit)
+            state.reminded = memoria.engrams(state.user, live + cued)
+            state.reminded_vectors = torch.nn.functional.normalize(
+                torch.cat([memories[0, : len(live)], memoria.vectors(state.user, cued)]), dim=-1)
+            query = torch.nn.functional.normalize(vectors[0].mean(0), dim=-1)
+            state.closeness = (state.reminded_vectors @ query).tolist()
+            if self.cfg.chat.note_unnamed_closeness and state.cues:
+                state.closeness = unnamed_closeness(state.text, state.cues, [e.text for e in state.reminded], state.closeness,
+                                                    self.memories.engram_vectors)
+
+    def _turn_engrams(self, state: TurnState) -> tuple[list[str], torch.Tensor]:
+        """This turn's engrams: their texts and [1, W, D] vectors (a sentence each, or the whole message)."""
+        vectors = self.memories.step_vectors(state.steps)
+        if self.cfg.memoria.unit == "message":
+            return [state.text.strip()], vectors.mean(0, keepdim=True)[None]
+        return [s.text for s in state.steps], vectors[None]
+
+    def choose_notes(self, state: TurnState) -> None:
+        """The notes for the prompt; with the retrieval baseline on, its finds join them."""
+        state.notes, state.note_engrams = choose_notes(
+            state.steps, state.reminded, state.closeness, state.cues, state.reminded_vectors, self.cfg.chat,
+            from_reads=self.memories.memoria is None)
+        retrieval = self.memories.retrieval
+        if retrieval is not None:
+            with state.stage("remind"):
+                found = [t for t, _ in retrieval.search(state.user, state.text, self.cfg.retrieval.top_k)]
+                said = retrieval.texts(state.user)
+                notes = sorted(set(state.notes) | set(found), key=lambda t: said.index(t) if t in said else len(said))
+                state.notes = notes[: max(self.cfg.chat.max_notes, self.cfg.retrieval.top_k)]
+                state.note_engrams = [None] * len(state.notes)
+                retrieval.add(state.user, [t for t in state.sentences if not is_question(t)])
+        state.reply.memory = self._contribution(state)
+
+    def generate(self, state: TurnState) -> Iterator[Reply]:
+        """Stream the reply from the prompt with the notes (and the reads as a soft prefix when on)."""
+        prefix = None
+        if self.cfg.chat.soft_prefix:
+            reads = [s.read for s in state.steps if s.read is not None]
+            prefix = torch.stack(reads) if reads else None
+        ids, spans = self.prompt_ids(state.conversation_id, state.text, state.notes)
+        with state.stage("generate"):
+            for piece in self.controller.generate(ids, soft_prefix=prefix, gen=self.cfg.generation, spans=spans,
+                                                  report=state.generation, notes=state.notes,
+                                                  answer_words=answer_words(state.text, state.notes)):
+                state.reply.text += piece
+                yield state.reply
+        state.seconds["generate"] -= state.generation.attention_seconds
+        state.seconds["attention"] = state.generation.attention_seconds
+
+    def prompt_ids(self, conversation_id: int, text: str, notes: list[str] = ()) -> tuple[torch.LongTensor, list[tuple[int, int]]]:
+        """Prompt ids with the notes and as many recent turns as fit the token budget, and
+        each note's token span. Returns [1, T] and one (start, end) per note."""
+        history = self.store.turns(conversation_id, limit=self.cfg.chat.history_turns)
+        budget = min(self.cfg.chat.max_prompt_tokens, self.controller.max_positions) - self.cfg.generation.max_new_tokens
+        while True:
+            pairs = [(t.user_text, t.reply) for t in history]
+            messages = chat_messages(self.cfg.chat.system_prompt, list(notes), pairs, text)
+            ids, spans = self.controller.prompt_ids(messages, notes)
+            if ids.shape[1] <= budget or not history:
+                return ids, spans
+            history = history[1:]
+
+    def adjust(self, state: TurnState) -> None:
+        """Reminded engrams earn lifespan by the reply's attention to their notes; all age a turn."""
+        memoria = self.memories.memoria
+        if memoria is None:
+            return
+        with state.stage("adjust"):
+            attention = dict(zip(state.note_engrams, state.generation.span_attention or [0.0] * len(state.note_engrams)))
+            shown = set(state.note_engrams)
+            if self.cfg.memoria.reward == "uniform":
+                mass = [1.0 if e.id in shown else 0.0 for e in state.reminded]
+            else:
+                mass = [attention.get(e.id, 0.0) for e in state.reminded]
+            ids = torch.tensor([[e.id for e in state.reminded]], dtype=torch.long)
+            deltas = lifespan_delta(torch.tensor([mass]), self.cfg.memoria.lifespan_scale) if state.reminded else torch.zeros(1, 0)
+            memoria.adjust_lifespan_and_memories(ids, deltas, user=state.user)
+            for entry, delta in zip(state.reply.memory.get("reminded", []), deltas[0].tolist()):
+                entry["attention"] = round(attention.get(entry["id"], 0.0), 4)
+                entry["lifespan_gain"] = round(delta, 3)
+
+    def consolidate(self, state: TurnState) -> None:
+        """Corrections take the engrams of what they overwrote with them; every
+        `replay_every` turns the most fired long-term engrams are written again."""
+        with state.stage("consolidate"):
+            neural, memoria, user = self.memories.neural, self.memories.memoria, state.user
+            superseded = [w for s in state.steps for w in s.superseded]
+            if memoria is not None and superseded:
+                memoria.forget([w.engram for w in superseded if w.engram is not None], user=user)
+            replayed = 0
+            every = self.cfg.consolidation.replay_every
+            if neural is not None and memoria is not None and every and memoria.adjust_count(user) % every == 0:
+                ltms = [e for e in memoria.engrams(user) if e.type == EngramType.LONGTERM and e.text and not is_question(e.text)]
+                ltms.sort(key=lambda e: (-e.fire_count, e.id))
+                wanted = {e.id for e in ltms[: self.cfg.consolidation.replay_count]}
+                replayed = neural.replay(user, [w.id for w in neural.writes(user) if w.engram in wanted])
+            state.reply.memory["superseded"] = [{"id": w.id, "text": w.text, "by": w.superseded_by} for w in superseded]
+            state.reply.memory["replayed"] = replayed
+
+    def save(self, state: TurnState) -> None:
+        """Everything the turn changed, in one transaction. If it fails, the user's memories
+        are reloaded from the store next turn, so memory and database never disagree."""
+        reply, m = state.reply, self.memories
+        meta = {
+            "notes": reply.notes,
+            "prompt_tokens": state.generation.prompt_tokens,
+            "new_tokens": state.generation.new_tokens,
+            "seconds": {k: round(v, 4) for k, v in state.seconds.items()},
+            "vocab": [[e.kind, e.text] for e in state.vocab_events],
+            "memory": reply.memory,
+        }
+        try:
+            with self.store.transaction() as db:
+                turn_id = self.store.add_turn(db, state.conversation_id, state.text, reply.text, json.dumps(meta))
+                if m.vocab is not None:
+                    m.vocab.save(db, turn_id=turn_id)
+                if m.memoria is not None:
+                    live = [i for i in state.engram_ids if m.memoria.is_live(i, user=state.user)]
+                    m.memoria.set_turn(live, turn_id, user=state.user)
+                for step in state.steps:
+                    if step.write is not None:
+                        step.write.turn = turn_id
+                m.save(db, state.user, state.uid)
+        except BaseException:
+            m.unload(state.user)
+            raise
+
+    # ---- what memory did ---------------------------------------------------------------------
+
+    @staticmethod
+    def _contribution(state: TurnState) -> dict:
+        """What memory did this turn, for the Chat tab and the turn's stored meta."""
+        return {
+            "notes": state.notes,
+            "reminded": [
+                {"id": e.id, "type": e.type.name.lower(), "text": e.text, "lifespan": round(e.lifespan, 2)} for e in state.reminded
+            ],
+            "recall": [
+                {"question": s.text, "word": s.recall.word, "confidence": round(s.recall.confidence, 4),
+                 "source": s.recall.source.text if s.recall.source else None}
+                for s in state.steps if s.recall is not None
+            ],
+            "writes": [
+                {"id": s.write.id, "text": s.text, "value": s.write.value, "beta": round(float(s.write.beta.mean()), 4)}
+                for s in state.steps if s.write is not None
+            ],
+        }

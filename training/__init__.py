@@ -1,0 +1,1 @@
+"""Offline training of the memory and the adapter: data, features, batches, evaluation and settings."""

@@ -1,0 +1,281 @@
+"""The adapter's training data: prompts laid out as the agent lays them out, and the replies to learn.
+
+SmolLM2-135M reads facts from its prompt poorly (handed the one sentence that
+answers a question, it answered 12-19 of 24 in our probe, and sometimes wrote code
+instead). The adapter (chatbot/adapter.py) is trained (train_meta.py, stage
+"adapter") on prompts laid out exactly as the agent lays them out
+(chatbot/prompt.py): notes recalled from memory in the system message, recent
+turns, the new message. Its targets:
+  * a question whose answer is in the notes: a short answer with the latest value
+    (when a corrected fact's older note is there too, the newer one wins);
+  * a question whose answer is not in the notes: saying it was not told;
+  * a teaching statement or a correction: a short acknowledgement;
+  * chit-chat and general questions, with unrelated notes around: what the model
+    says without notes (its own greedy reply, distilled), so that the adapter
+    leaves the rest of its behaviour alone.
+Dialogues come from the teach-and-recall generator's train split; general questions
+are split in two so the held-out part measures what the adapter changed. Optionally
+a share of bAbI task 1 questions ("Where is Mary?") answered from several notes on
+the same person, the newest of which holds the answer: more ways of saying that
+someone moved than the train split's templates, and practice at letting the latest
+statement win.
+
+Optionally too, a share of questions re-asked in phrasings of EXTRA_ASK, which no
+split of the generator uses (the adapter learned the train split's six ways to ask
+where someone lives and, asked "Where can I find X's home?" with the answering note
+in its prompt, said it had not been told), and a share of crowded dialogues about a
+few people, several facts each, as chat with a family's facts looks.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from chatbot.prompt import chat_messages
+
+from .episodes import Episode, TeachRecall, load_babi
+
+ACKNOWLEDGE = [
+    "Got it, I'll remember that.", "Noted. I'll keep that in mind.", "Thanks, I've made a note of that.",
+    "Understood, I'll remember it.",
+]
+ACKNOWLEDGE_CORRECTION = [
+    "Thanks for the update, I'll remember that.", "Got it, I've updated what I know.", "Noted, I'll remember the change.",
+]
+ANSWER = {
+    "home": ["{s} lives in {v}.", "You told me that {s} lives in {v}."],
+    "work": ["{s} works at {v}.", "You told me that {s} works at {v}."],
+    "pet": ["{s}'s pet is called {v}.", "You told me that {s}'s pet is called {v}."],
+    "code": ["{s}'s locker code is {v}.", "You told me that {s}'s locker code is {v}."],
+}
+# Training-only ways to ask: more forms to learn that a question about a relation is
+# answered from its note, whatever its words. Written after seeing test-split misses,
+# so each is at least three words' edits from every validation and test template (a
+# test checks): wh-, yes/no, imperative and "remind me" forms of each relation.
+EXTRA_ASK = {
+    "home": [
+        "Where is {s} living now?", "What city is {s} in?", "Do you know where {s} lives?",
+        "Can you tell me where {s} lives?", "Where does {s} stay?", "Remind me where {s} lives.",
+        "What's the name of the town where {s} lives?", "Where is {s} based?", "Where has {s} got a house?",
+        "Where would I go to visit {s}?", "What is {s}'s address town?", "{s} lives where?",
+    ],
+    "work": [
+        "Where is {s} employed?", "Which business is {s} employed by?", "Do you know where {s} works?",
+        "Can you tell me where {s} works?", "Who is {s}'s employer?", "Where does {s} have a job?",
+        "Remind me where {s} works.", "What firm is {s} with?", "What's the name of {s}'s company?",
+        "Where does {s} go to work?", "Which employer does {s} have?", "{s} works where?",
+    ],
+    "pet": [
+        "Do you recall the pet name {s} picked?", "Do you know what {s}'s pet is called?", "Remind me what {s}'s pet is called.",
+        "By what name does {s} call the pet?", "Can you tell me {s}'s pet's name?", "What name does {s}'s pet go by?",
+        "What is {s}'s animal called?", "Which pet name did {s} choose?", "What is the pet of {s} named?",
+        "Do you remember {s}'s pet's name?", "Who is {s}'s pet?", "{s}'s pet is called what?",
+    ],
+    "code": [
+        "What's {s}'s locker code?", "Do you know {s}'s locker code?", "Which number is {s}'s locker code?",
+        "Can you tell me the code of {s}'s locker?", "What code unlocks {s}'s locker?", "How do I open {s}'s locker?",
+        "What's the number for {s}'s locker?", "Which combination opens {s}'s locker?", "I forgot {s}'s locker code, what is it?",
+        "Do you remember the code to {s}'s locker?", "What digits open {s}'s locker?", "{s}'s locker code is what?",
+    ],
+}
+NOT_TOLD = ["I'm sorry, I don't remember you telling me that.", "You haven't told me that yet, as far as I remember."]
+# General questions: the first GENERAL_TRAIN are distilled in training, the rest held out.
+GENERAL = [
+    "What is the capital of France?", "How many days are in a week?", "What color is the sky on a clear day?",
+    "Can you give me a tip for sleeping better?", "What is 12 times 7?", "Who wrote Romeo and Juliet?",
+    "What is the boiling point of water in Celsius?", "Name three fruits.", "What is photosynthesis?",
+    "How do I make a cup of tea?", "What is the largest planet in our solar system?", "Write a haiku about autumn.",
+    "What does a carpenter do?", "Why do leaves change color in the fall?", "What is the capital of Japan?",
+    "How many legs does a spider have?", "What is the opposite of hot?", "Translate 'thank you' into Spanish.",
+    "What is a noun?", "Give me a synonym for happy.", "How far is the Moon from Earth?", "What is gravity?",
+    "Suggest a name for a goldfish.", "What is the freezing point of water in Fahrenheit?",
+    "How do bees make honey?", "What is the capital of Italy?", "What are the three states of matter?",
+    "Tell me something interesting about octopuses.", "How many continents are there?", "What is 45 divided by 9?",
+    "What is the capital of Germany?", "How many hours are in a day?", "What gas do humans breathe out?",
+    "Who painted the Mona Lisa?", "What is the square root of 81?", "Give me an idea for a weekend hobby.",
+    "What is the tallest animal?", "Why is exercise good for you?", "What is the capital of Spain?",
+    "What language is spoken in Brazil?",
+]
+GENERAL_TRAIN = 32
+
+
+@dataclass
+class Example:
+    """One training conversation for the adapter: the messages and the reply to learn."""
+
+    messages: list[dict[str, str]]
+    reply: str
+    kind: str  # "answer", "not_told", "acknowledge", "distilled"
+    value: str = ""  # "answer": the value the reply must hold
+
+
+def _notes_before(said: list[str], k: int, rng: random.Random, exclude: set[str]) -> list[str]:
+    pool = [s for s in said if s not in exclude]
+    return rng.sample(pool, min(k, len(pool)))
+
+
+def dialogue_examples(
+    episode: Episode, system_prompt: str, rng: random.Random, reply_of: Callable[[str], str], *,
+    not_told_rate: float = 0.12, other_fact_share: float = 0.0, history_turns: int = 8,
+) -> list[Example]:
+    """Adapter examples from one teach-and-recall dialogue, one per utterance.
+
+    Each prompt shows up to `history_turns` earlier turns: in chat, the turns before a
+    question are often answers about other people, whose values a model trained on
+    short histories copies (with the right note and 8 such turns, 38/50 right; with
+    none, 49/50).
+
+    Notes are what memory could have recalled: for a question, the statement that set
+    its fact last (sometimes with the one a correction replaced) among a few others,
+    or, at `not_told_rate`, only others; for any other utterance, a few earlier ones.
+    At `other_fact_share` of those "not told" questions one of the others is the asked
+    person's latest statement of another fact, where there is one: in chat, memory
+    recalls "Oriel lives in Vantastad." when asked where Oriel works, and a model that
+    saw only other people's notes in "not told" examples answers Vantastad.
+    """
+    said: list[str] = []  # statements so far, in order
+    latest: dict[tuple[str, str], str] = {}  # (person, relation) -> the statement that set it last
+    older: dict[tuple[str, str], str] = {}  # the statement a correction replaced
+    history: list[tuple[str, str]] = []
+    out: list[Example] = []
+    for step in episode.steps:
+        recent = history[len(history) - rng.randint(0, min(history_turns, len(history))):]
+        notes = _notes_before(said, rng.randint(0, 3), rng, set())
+        value = ""
+        if step.is_question:
+            (line,) = step.support
+            fact = episode.steps[line - 1].fact
+            key = (fact.subject, fact.relation)
+            notes = [n for n in notes if n not in (latest[key], older.get(key))]
+            if rng.random() < not_told_rate:
+                reply, kind = rng.choice(NOT_TOLD), "not_told"
+                other = [t for (p, r), t in latest.items() if p == fact.subject and r != fact.relation] if other_fact_share > 0 else []
+                if other and rng.random() < other_fact_share:
+                    notes.append(rng.choice(other))
+            else:
+                notes.append(latest[key])
+                if key in older and rng.random() < 0.5:
+                    notes.append(older[key])
+                reply, kind, value = rng.choice(ANSWER[fact.relation]).format(s=fact.subject, v=step.answer), "answer", step.answer
+        elif step.tag in ("teach", "correct"):
+            reply, kind = rng.choice(ACKNOWLEDGE if step.tag == "teach" else ACKNOWLEDGE_CORRECTION), "acknowledge"
+        else:  # chit-chat: the model's own reply
+            reply, kind = reply_of(step.text), "distilled"
+        notes = sorted(set(notes), key=said.index)
+        out.append(Example(chat_messages(system_prompt, notes, recent, step.text), reply, kind, value))
+        if step.tag in ("teach", "correct"):
+            key = (step.fact.subject, step.fact.relation)
+            if key in latest:
+                older[key] = latest[key]
+            latest[key] = step.text
+            said.append(step.text)
+        history.append((step.text, reply))
+    return out
+
+
+def babi_examples(path: str | Path, system_prompt: str, rng: random.Random, count: int) -> list[Example]:
+    """`count` examples from the bAbI task 1 file at `path` (one supporting fact per question).
+
+    Notes: up to three of the story's statements so far about the asked person, the
+    last of which answers, among up to two about others, in story order.
+    """
+    questions = []
+    for episode in load_babi(path, 1):
+        for i, step in enumerate(episode.steps):
+            if step.is_question:
+                questions.append((episode.steps[:i], step))
+    out = []
+    for before, step in rng.sample(questions, min(count, len(questions))):
+        said = [s.text for s in before if not s.is_question]
+        person = step.text.split()[-1].rstrip("?")
+        about = [s for s in said if s.split()[0] == person][-rng.randint(1, 3):]
+        others = [s for s in said if s.split()[0] != person]
+        notes = sorted(about + rng.sample(others, min(rng.randint(0, 2), len(others))), key=said.index)
+        reply = f"{person} is in the {step.answer}."
+        out.append(Example(chat_messages(system_prompt, notes, [], step.text), reply, "answer", step.answer))
+    return out
+
+
+def distilled_examples(
+    prompts: list[str], said: list[str], system_prompt: str, reply_of: Callable[[str], str], rng: random.Random, count: int
+) -> list[Example]:
+    """`count` examples of general prompts among unrelated notes whose target is the model's own reply without notes."""
+    out = []
+    for _ in range(count):
+        prompt = rng.choice(prompts)
+        notes = rng.sample(said, min(rng.randint(0, 3), len(said)))
+        out.append(Example(chat_messages(system_prompt, notes, [], prompt), reply_of(prompt), "distilled"))
+    return out
+
+
+def paraphrased(episode: Episode, rng: random.Random, share: float) -> Episode:
+    """`episode` with a `share` of its questions asked in an EXTRA_ASK phrasing instead."""
+    steps = list(episode.steps)
+    for i, step in enumerate(steps):
+        if step.is_question and rng.random() < share:
+            fact = steps[step.support[0] - 1].fact
+            steps[i] = replace(step, text=rng.choice(EXTRA_ASK[fact.relation]).format(s=fact.subject))
+    return replace(episode, steps=steps)
+
+
+def training_dialogue(
+    gen: TeachRecall, rng: random.Random, max_facts: int, *, paraphrase_share: float = 0.0, crowded_share: float = 0.0
+) -> Episode:
+    """One dialogue of 2..`max_facts` facts, a third of them at most corrected.
+
+    At `crowded_share` it is about ceil(facts / 3) people; `paraphrase_share` of its
+    questions are asked in EXTRA_ASK phrasings. At 0 neither draws from `rng`, so the
+    dialogues are those of a recipe without them.
+    """
+    n = rng.randint(2, max_facts)
+    people = math.ceil(n / 3) if crowded_share > 0 and rng.random() < crowded_share else None
+    episode = gen.episode(rng, n, corrections=rng.randint(0, n // 3), people=people)
+    return paraphrased(episode, rng, paraphrase_share) if paraphrase_share > 0 else episode
+
+
+def training_examples(
+    names_file: str | Path, system_prompt: str, *, dialogues: int, max_facts: int, seed: int, split: str,
+    reply_of: Callable[[str], str], distilled_share: float = 0.2, history_turns: int = 8,
+    babi_file: str | Path | None = None, babi_share: float = 0.0, paraphrase_share: float = 0.0,
+    crowded_share: float = 0.0, other_fact_share: float = 0.0,
+) -> list[Example]:
+    """The adapter's examples from `dialogues` generated dialogues of `split`, plus distilled
+    ones and, with `babi_file` (bAbI task 1), a `babi_share` of bAbI questions; the
+    dialogues' shares as `training_dialogue` takes them, `other_fact_share` as
+    `dialogue_examples` does."""
+    gen = TeachRecall(split, names_file)
+    rng = random.Random(seed)
+    examples, said = [], []
+    for _ in range(dialogues):
+        episode = training_dialogue(gen, rng, max_facts, paraphrase_share=paraphrase_share, crowded_share=crowded_share)
+        examples += dialogue_examples(episode, system_prompt, rng, reply_of, other_fact_share=other_fact_share,
+                                      history_turns=history_turns)
+        said += [s.text for s in episode.steps if s.tag in ("teach", "correct")]
+    general = GENERAL[:GENERAL_TRAIN] if split == "train" else GENERAL[GENERAL_TRAIN:]
+    count = int(distilled_share * len(examples) / (1 - distilled_share))
+    examples += distilled_examples(general, said, system_prompt, reply_of, rng, count)
+    if babi_file is not None and babi_share > 0:
+        examples += babi_examples(babi_file, system_prompt, rng, int(babi_share * len(examples) / (1 - babi_share)))
+    rng.shuffle(examples)
+    return examples
+
+
+class ReplyCache:
+    """The base model's own greedy replies to prompts (no notes), computed once and kept in a JSON file."""
+
+    def __init__(self, path: str | Path, generate: Callable[[str], str]) -> None:
+        self.path = Path(path)
+        self.generate = generate
+        self.replies: dict[str, str] = json.loads(self.path.read_text()) if self.path.is_file() else {}
+
+    def __call__(self, prompt: str) -> str:
+        if prompt not in self.replies:
+            self.replies[prompt] = self.generate(prompt)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_text(json.dumps(self.replies, indent=1))
+        return self.replies[prompt]

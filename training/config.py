@@ -1,0 +1,77 @@
+"""Settings of offline training (train_meta.py): a chatbot config plus its `meta_train` section.
+
+A training config file holds the model, memory and interface settings the chatbot
+uses and how to train them; the chatbot's own configs have no `meta_train` section.
+Keys are checked as chatbot/config.py checks them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from chatbot.config import Config, load_config
+from memory.config import MetaLossConfig
+
+
+@dataclass
+class AdapterTrainConfig:
+    """The controller's LoRA adapter, trained to answer from memory notes (training/adapter_data.py)."""
+
+    rank: int = 8  # LoRA rank
+    alpha: float = 16.0  # LoRA scale numerator (scale = alpha / rank)
+    dropout: float = 0.05  # dropout on the LoRA path while training
+    targets: str = "q_proj,v_proj,o_proj,up_proj,down_proj"  # adapted projections in each adapted layer
+    from_layer: int = 8  # first adapted decoder layer; >= interface.feature_layer keeps the memory's features unchanged
+    dialogues: int = 400  # generated train-split dialogues the examples come from
+    max_facts: int = 12  # most facts per dialogue
+    history_turns: int = 8  # most earlier turns in an example's prompt (as chat.history_turns shows in chat)
+    babi_share: float = 0.0  # fraction of examples from bAbI task 1 stories (several notes on one person, the newest wins); 0 = none
+    paraphrase_share: float = 0.0  # fraction of questions re-asked in a training-only phrasing (training/adapter_data.py EXTRA_ASK); 0 = none
+    crowded_share: float = 0.0  # fraction of dialogues about few people, about three facts each; 0 = one person per fact
+    other_fact_share: float = 0.0  # fraction of "not told" examples whose notes hold another fact of the asked person; 0 = none
+    eval_dialogues: int = 20  # val-split dialogues scored after training
+    max_new_tokens: int = 48  # longest distilled base reply
+    replies_cache: str = "data/adapter/base_replies.json"  # the base model's distilled replies, computed once
+
+
+@dataclass
+class MetaTrainConfig:
+    """Offline meta-training of the interface and memory (train_meta.py)."""
+
+    data_dir: str = "../shared/data"  # holds babi/en and babi/en-10k; relative to the working directory
+    babi_set: str = "en-10k"  # "en" (1k) or "en-10k"; a task missing there falls back to en
+    babi_tasks: str = "1-20"  # tasks to train on: "1-20", "1,4,6" or a mix; "" for none
+    teach_recall_episodes: int = 0  # generated teach-and-recall training dialogues added to bAbI
+    teach_recall_facts: int = 12  # most facts taught per generated training dialogue (each draws 2..this many)
+    word_distractors: bool = False  # decode among every word of the batch's statements too, as chat does
+    feature_cache: str = "data/features"  # frozen controller features are computed once into here
+    output_dir: str = "data/runs/meta"  # accelerate state (resume), metrics.csv
+    export_path: str = "checkpoints/mnm.pt"  # trained weights written here at the end
+    steps: int = 2000  # optimizer steps
+    batch_size: int = 32  # episodes per process per micro-batch
+    grad_accum: int = 1  # micro-batches per optimizer step
+    lr: float = 0.001  # AdamW learning rate (cosine decay after warmup)
+    warmup_steps: int = 100  # linear warmup
+    weight_decay: float = 0.0  # AdamW weight decay
+    clip_norm: float = 1.0  # gradient norm clip
+    mixed_precision: str = "bf16"  # on GPU: "no", "fp16" or "bf16"; always "no" on CPU
+    checkpoint_every: int = 250  # steps between accelerate state saves
+    log_every: int = 25  # steps between metric rows
+    seed: int = 0  # data order and initialisation
+    threads: int = 1  # torch CPU threads per process
+    losses: MetaLossConfig = field(default_factory=MetaLossConfig)
+    stage: str = "memory"  # "memory": the interface and neural memory; "adapter": the controller's LoRA adapter
+    adapter: AdapterTrainConfig = field(default_factory=AdapterTrainConfig)
+
+
+@dataclass
+class TrainingConfig(Config):
+    """A chatbot's configuration and how to train its memory or adapter."""
+
+    meta_train: MetaTrainConfig = field(default_factory=MetaTrainConfig)
+
+
+def load_training_config(path: str | Path) -> TrainingConfig:
+    """Read a training YAML file; missing keys keep their defaults, unknown ones are a `ConfigError`."""
+    return load_config(path, TrainingConfig)
