@@ -12,6 +12,7 @@ HTTP API (for gradio_client): `/chat(user, message) -> reply` streams the reply,
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import logging
 import os
@@ -25,7 +26,7 @@ import gradio as gr
 
 from chatbot import Agent, ConfigError, MessageError, ModelLoadError
 from chatbot.memory_file import MemoryFileError, read_memory_file
-from memory.store import StoreError
+from storage import StoreError
 from ui import memory_tab, vocab_tab
 
 log = logging.getLogger("app")
@@ -240,6 +241,13 @@ def _read_auth(path: str) -> list[tuple[str, str]]:
     return pairs
 
 
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
 def main(argv: list[str] | None = None) -> int:
     env = os.environ.get
     parser = argparse.ArgumentParser(description="Chat in the browser with a chatbot that learns while it talks.")
@@ -248,7 +256,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", default=env("CHATBOT_CONFIG", "configs/default.yaml"), help="YAML config (env CHATBOT_CONFIG)")
     parser.add_argument("--db", default=env("CHATBOT_DB"), help="SQLite file; default the config's store.path (env CHATBOT_DB)")
     parser.add_argument("--auth-file", default=env("CHATBOT_AUTH_FILE"), help="user:password lines; logins become users")
+    parser.add_argument("--open-to-network", action="store_true",
+                        help="allow a non-loopback --host without --auth-file (anyone who reaches the port can act as any user)")
     args = parser.parse_args(argv)
+    if not (_is_loopback(args.host) or args.auth_file or args.open_to_network):
+        print(f"error: --host {args.host} is reachable from other machines, and without --auth-file anyone there could "
+              "read or clear any user's memories; add --auth-file, or --open-to-network if that is what you want",
+              file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
 
     started = time.perf_counter()

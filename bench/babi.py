@@ -29,7 +29,7 @@ from chatbot import Agent
 from chatbot.config import Config, load_config
 from chatbot.controller import Controller
 from chatbot.loading import model_tag
-from memory.store import Store
+from storage import Store
 from training.batching import Candidates
 from training.config import TrainingConfig, load_training_config
 from training.episodes import BABI_TASKS, Episode, babi_file, load_babi, parse_tasks

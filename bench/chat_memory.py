@@ -42,8 +42,8 @@ import torch
 from chatbot import Controller, load_config
 from chatbot.config import ChatConfig
 from chatbot.notes import cue_words, rank_notes, unnamed_closeness
+from memory.chat_memory import ChatMemory
 from memory.interface import unit_keys
-from memory.neural_chat import ChatMemory
 from memory.retrieval import SentenceEncoder
 from training.episodes import TeachRecall
 
@@ -95,7 +95,7 @@ def score(memory: ChatMemory, encoder: SentenceEncoder, gen: TeachRecall, facts:
                 for rule, options in rules.items():
                     close = unnamed if options.get("unnamed") else by_sentence
                     candidates = [(j, episode.steps[j].text, close[j]) for j in said]
-                    ranked = rank_notes(candidates, cues, options["margin"], vectors=sentence[said], link=options.get("link", 2.0))
+                    ranked = rank_notes(candidates, cues, options["margin"], vectors=sentence[said], link=options.get("link"))
                     hits[f"{rule}_{kind}"].append(said[ranked[0]] == gold)
                 continue
             if step.fact:
@@ -132,7 +132,7 @@ def main() -> None:
 
     cfg = load_config(args.config)
     cfg.neural_memory.min_confidence = 0.0
-    cfg.consolidation.supersede_similarity = 2.0  # measured here for every threshold instead
+    cfg.consolidation.supersede_similarity = None  # measured here for every threshold instead
     controller = Controller.from_config(cfg.model)
     encoder = SentenceEncoder()
     gen = TeachRecall("val", NAMES_FILE)

@@ -15,7 +15,7 @@ The reference (memoria-pytorch 1.1.0) runs the same protocol at the sizes its
 dense [N, N] co-fire matrix allows here; larger sizes are listed with the memory
 one copy of that matrix would take (a turn makes several copies).
 
-Disk: the filled store is saved to a real SQLite file through memory.store.Store;
+Disk: the filled store is saved to a real SQLite file through storage.Store;
 bytes per engram = file size / engrams. Each timed turn is then saved in its own
 transaction (only the rows that changed), timed apart from remind + adjust.
 
@@ -36,7 +36,8 @@ import memoria as reference
 import torch
 
 from memory.memoria import Memoria, lifespan_delta
-from memory.store import Store
+from storage import Store
+from storage.engrams import load_engrams, save_engrams
 
 HIDDEN = 576
 PAPER = dict(num_reminded_stm=50, stm_capacity=400, ltm_search_depth=10, initial_lifespan=9, num_final_ltms=50)
@@ -103,7 +104,7 @@ def bench_ours(size: int, turns: int, warmup: int, folder: Path) -> dict:
     store = Store(folder / f"memoria-{size}.db")
     start = time.perf_counter()
     with store.transaction() as db:
-        memoria.save(db, "u")
+        save_engrams(db, memoria, "u")
     save_all_s = time.perf_counter() - start
     store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     disk = sum(p.stat().st_size for p in folder.glob(f"memoria-{size}.db*")) / size
@@ -119,7 +120,7 @@ def bench_ours(size: int, turns: int, warmup: int, folder: Path) -> dict:
         elapsed = time.perf_counter() - start
         start = time.perf_counter()
         with store.transaction() as db:
-            rows.append(memoria.save(db, "u"))
+            rows.append(save_engrams(db, memoria, "u"))
         saves.append(time.perf_counter() - start)
         return elapsed
 
@@ -128,7 +129,7 @@ def bench_ours(size: int, turns: int, warmup: int, folder: Path) -> dict:
     start = time.perf_counter()
     reopened = Store(folder / f"memoria-{size}.db")
     restored = Memoria(**PAPER)
-    restored.load(reopened.db, "u")
+    load_engrams(reopened.db, restored, "u")
     load_s = time.perf_counter() - start
     assert restored.size("u") == memoria.size("u")
     reopened.close()

@@ -61,8 +61,8 @@ import torch
 from chatbot import Agent, Controller, load_config
 from chatbot.config import Config
 from chatbot.turn import MEMORY_STAGES
-from memory.neural_chat import ChatMemory
-from memory.store import Store
+from memory.chat_memory import ChatMemory
+from storage import Store
 from training.episodes import Episode, TeachRecall
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -77,7 +77,7 @@ SYSTEMS = {
     "full_system": {},
     "full_unspelled": {"generation.note_spelling_bias": 0.0},
     "full_unanswered": {"generation.note_answer_bias": 0.0},
-    "full_unlinked": {"chat.note_link_similarity": 2.0, "chat.note_recency_margin": 0.15, "chat.note_unnamed_closeness": False},
+    "full_unlinked": {"chat.note_link_similarity": None, "chat.note_recency_margin": 0.15, "chat.note_unnamed_closeness": False},
     "full_unnamed": {"chat.note_recency_margin": 0.1, "chat.note_unnamed_closeness": True},
     "full_fit20": {"vocab.fit_steps": 20},
     "full_base_replies": {"generation.reply_added_tokens": False},
@@ -288,7 +288,7 @@ def main() -> None:
     for name, r in results.items():
         print(f"| {name} | " + " | ".join(f"{r['stage_ms'].get(s, 0):.1f}" for s in stages) + " |")
     if alone:
-        print(f"\nneural memory alone (no LM; decoded among each dialogue's words): "
+        print("\nneural memory alone (no LM; decoded among each dialogue's words): "
               + ", ".join(f"{k} {pct(v) if k.startswith(('acc', 'latest')) else v}" for k, v in alone.items()))
     if args.untold:
         print(f"\nasked about facts never taught ({args.untold} a dialogue):")

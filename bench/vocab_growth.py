@@ -39,7 +39,8 @@ import torch
 
 from chatbot.config import load_config
 from chatbot.controller import Controller
-from memory.store import Store
+from storage import Store
+from storage.vocab import load_vocab, save_vocab
 from vocab import ElasticVocab, VocabConfig
 from vocab.rows import INIT_RULES, embedding_matrix
 
@@ -118,7 +119,7 @@ def run_stream(controller: Controller, cfg: VocabConfig, stream: list[str], db_p
         seconds["prune" if "prune" in kinds else "grow" if "grow" in kinds else "plain"].append(took)
         start = time.perf_counter()
         with store.transaction() as db:
-            vocab.save(db)
+            save_vocab(db, vocab)
         seconds["save"].append(time.perf_counter() - start)
         ids = vocab.encode(text)
         roundtrip &= vocab.decode(ids) == text
@@ -136,7 +137,7 @@ def restart_identity(model_cfg, vocab: ElasticVocab, store: Store, stream: list[
     """Load the saved state into a freshly loaded model: same tokens, same rows, same encodings."""
     fresh = Controller.from_config(model_cfg)
     again = ElasticVocab(fresh.tokenizer, vocab.cfg, fresh.model)
-    again.load(store.db)
+    load_vocab(store.db, again)
     same_tokens = [(t.id, t.pieces, t.expansion, t.level, t.strength, t.touched, t.uses, t.born) for t in again.tokens] == [
         (t.id, t.pieces, t.expansion, t.level, t.strength, t.touched, t.uses, t.born) for t in vocab.tokens
     ]

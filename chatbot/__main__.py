@@ -10,7 +10,7 @@ import argparse
 import logging
 import sys
 
-from memory.store import StoreError
+from storage import StoreError
 
 from .agent import Agent, MessageError
 from .config import ConfigError

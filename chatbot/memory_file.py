@@ -20,6 +20,10 @@ VERSION = 1
 MAX_BYTES = 50 * 1024 * 1024  # a file larger than this is refused before parsing
 MAX_ITEMS = 200_000  # engrams or writes in one file
 MAX_TEXT = 8_000  # characters of one sentence (the longest message a turn reads)
+# Engram ids index a dense table in the engram store, so an id bounds what an import allocates (32 MiB here).
+MAX_ID = 2**22
+MAX_COUNT = 2**31  # ages, turns, fire and link counts: far beyond any real conversation, well inside int64
+MAX_LIFESPAN = 1e6
 ENGRAM_TYPES = ("working", "shortterm", "longterm")
 
 
@@ -86,16 +90,21 @@ def _need(ok: bool, where: str, what: str) -> None:
         raise MemoryFileError(f"{where}: {what}")
 
 
-def _int(value: Any, where: str, *, minimum: int = 0, optional: bool = False) -> int | None:
+def _int(value: Any, where: str, *, minimum: int = 0, maximum: int = MAX_COUNT, optional: bool = False) -> int | None:
     if optional and value is None:
         return None
-    _need(isinstance(value, int) and not isinstance(value, bool) and value >= minimum, where, f"must be an integer >= {minimum}")
+    _need(isinstance(value, int) and not isinstance(value, bool) and minimum <= value < maximum, where,
+          f"must be an integer from {minimum} to {maximum - 1}")
     return value
 
 
 def _text(value: Any, where: str, *, empty: bool = False) -> str:
     _need(isinstance(value, str) and (empty or value.strip() != "") and len(value) <= MAX_TEXT, where,
           f"must be {'a' if empty else 'a non-empty'} string of at most {MAX_TEXT} characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate ("\ud800") is valid JSON but no text
+        raise MemoryFileError(f"{where}: is not valid Unicode text") from None
     return value
 
 
@@ -112,12 +121,15 @@ def read_memory_file(raw: bytes | str) -> MemoryFile:
     _need(len(raw) <= MAX_BYTES, "file", f"is larger than {MAX_BYTES // 2**20} MiB")
     try:
         data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except RecursionError:
+        raise MemoryFileError("file: nested too deeply to be a memory export") from None
+    except ValueError as exc:  # not JSON, not UTF-8, or a number of thousands of digits
         raise MemoryFileError(f"file: not JSON ({exc})") from None
     data = _fields(data, "file", {"format", "version", "user", "engrams", "writes"})
     _need(data["format"] == FORMAT, "format", f"must be {FORMAT!r}")
     _need(data["version"] == VERSION, "version", f"must be {VERSION}")
     _need(isinstance(data["user"], str), "user", "must be a string")
+    _text(data["user"], "user", empty=True)
     for key in ("engrams", "writes"):
         _need(isinstance(data[key], list) and len(data[key]) <= MAX_ITEMS, key, f"must be a list of at most {MAX_ITEMS}")
 
@@ -127,15 +139,15 @@ def read_memory_file(raw: bytes | str) -> MemoryFile:
         item = _fields(item, where, {"id", "type", "text", "turn", "lifespan", "age", "fire_count", "links"})
         _need(item["type"] in ENGRAM_TYPES, f"{where}.type", f"must be one of {ENGRAM_TYPES}")
         lifespan = item["lifespan"]
-        _need(isinstance(lifespan, (int, float)) and not isinstance(lifespan, bool) and math.isfinite(lifespan) and lifespan > 0,
-              f"{where}.lifespan", "must be a finite number > 0")
+        _need(isinstance(lifespan, (int, float)) and not isinstance(lifespan, bool) and math.isfinite(lifespan)
+              and 0 < lifespan <= MAX_LIFESPAN, f"{where}.lifespan", f"must be a number > 0 and at most {MAX_LIFESPAN:g}")
         _need(isinstance(item["links"], dict), f"{where}.links", "must be an object")
         links = {}
         for k, v in item["links"].items():
-            _need(isinstance(k, str) and k.isdigit(), f"{where}.links", f"key {k!r} must be an engram id")
+            _need(isinstance(k, str) and k.isdigit() and len(k) <= 9, f"{where}.links", f"key {k[:20]!r} must be an engram id")
             links[int(k)] = _int(v, f"{where}.links[{k}]", minimum=1)
         engrams.append(EngramEntry(
-            _int(item["id"], f"{where}.id"), item["type"], _text(item["text"], f"{where}.text"),
+            _int(item["id"], f"{where}.id", maximum=MAX_ID), item["type"], _text(item["text"], f"{where}.text"),
             _int(item["turn"], f"{where}.turn", optional=True), float(lifespan), _int(item["age"], f"{where}.age"),
             _int(item["fire_count"], f"{where}.fire_count"), links,
         ))
@@ -143,7 +155,7 @@ def read_memory_file(raw: bytes | str) -> MemoryFile:
     _need(len(set(ids)) == len(ids), "engrams", "ids must be distinct")
     known = set(ids)
     for e in engrams:
-        _need(set(e.links) <= known - {e.id}, f"engram {e.id}.links", "must name other engrams of the file")
+        _need(all(k in known and k != e.id for k in e.links), f"engram {e.id}.links", "must name other engrams of the file")
 
     writes = []
     for i, item in enumerate(data["writes"]):

@@ -13,8 +13,9 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from memory.memoria import Engram, Memoria
-from memory.neural_chat import SentenceStep
+from memory.chat_memory import SentenceStep
+from memory.engram_state import Engram
+from memory.memoria import Memoria
 from text import is_question, mentioned_words, split_sentences, words
 
 from .config import ChatConfig
@@ -81,7 +82,7 @@ def answer_words(text: str, notes: Sequence[str]) -> list[str]:
 def rank_notes(
     candidates: Sequence[tuple[int, str, float]], cues: Sequence[str], margin: float, *,
     vectors: torch.Tensor | None = None,  # [N, D] unit vectors of the candidates; None = no statement supersedes another
-    link: float = 2.0,  # cosine at which a later statement supersedes the closest earlier one naming the same people
+    link: float | None = None,  # cosine at which a later statement supersedes the closest earlier one naming the same people; None = off
 ) -> list[int]:
     """Candidate statements in the order they become notes: indices into `candidates`.
 
@@ -101,7 +102,7 @@ def rank_notes(
     top = sorted((i for i in range(len(candidates)) if named[i] == most), key=lambda i: candidates[i][0])
     newest = {i: i for i in top}  # statement -> the newest of those it was superseded by, in turn
     close = {i: candidates[i][2] for i in top}  # newest -> closeness of the closest it stands for
-    for k, i in enumerate(top[1:] if vectors is not None and most > 0 else [], 1):
+    for k, i in enumerate(top[1:] if vectors is not None and link is not None and most > 0 else [], 1):
         # only a statement about the same people: Bram's move never supersedes Kora's home
         earlier = [j for j in top[:k] if mentions[j] == mentions[i]]
         if not earlier:
@@ -149,7 +150,7 @@ def choose_notes(
     """Sentences to show the model, oldest first, and the engram each came from.
 
     The reminded statements at least chat.note_min_similarity close (cosine) to the
-    turn, in `rank_notes` order (those naming whom the message is about, a statement
+    turn (all when it is None), in `rank_notes` order (those naming whom the message is about, a statement
     superseded by a later one like it last), up to chat.max_notes.
     vectors: [R, D] the reminded engrams' unit vectors.
     """
@@ -161,7 +162,8 @@ def choose_notes(
                 chosen[source.text] = (source.turn or 0, source.engram)
     eligible = [
         (k, engram, close) for k, (engram, close) in enumerate(zip(reminded, closeness))
-        if engram.text and not is_question(engram.text) and close >= chat.note_min_similarity
+        if engram.text and not is_question(engram.text)
+        and (chat.note_min_similarity is None or close >= chat.note_min_similarity)
     ]
     order = rank_notes([(e.id, e.text, close) for _, e, close in eligible], cues, chat.note_recency_margin,
                        vectors=None if vectors is None else vectors[[k for k, _, _ in eligible]],

@@ -27,8 +27,10 @@ from dataclasses import dataclass, field
 
 import torch
 
-from memory.memoria import Engram, EngramType, lifespan_delta
-from memory.neural_chat import SentenceStep
+from memory.chat_memory import SentenceStep
+from memory.engram_state import Engram, EngramType
+from memory.memoria import lifespan_delta
+from storage.vocab import save_vocab
 from text import is_question, split_sentences
 from vocab import VocabEvent
 
@@ -285,7 +287,7 @@ class Turn:
             with self.store.transaction() as db:
                 turn_id = self.store.add_turn(db, state.conversation_id, state.text, reply.text, json.dumps(meta))
                 if m.vocab is not None:
-                    m.vocab.save(db, turn_id=turn_id)
+                    save_vocab(db, m.vocab, turn_id=turn_id)
                 if m.memoria is not None:
                     live = [i for i in state.engram_ids if m.memoria.is_live(i, user=state.user)]
                     m.memoria.set_turn(live, turn_id, user=state.user)

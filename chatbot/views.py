@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from memory.memoria import Engram
-from memory.neural_chat import WriteRecord
+from memory.chat_memory import WriteRecord
+from memory.engram_state import Engram
+from storage import Database
+from storage.vocab import read_events, size_history
 from vocab import ElasticVocab
-from vocab.persist import read_events, size_history
 
 
 @dataclass
@@ -33,7 +34,7 @@ class VocabularyView:
     events: list[dict] = field(default_factory=list)  # the user's newest grow and prune events
 
 
-def vocabulary_view(vocab: ElasticVocab, db, user: str, *, limit: int = 200) -> VocabularyView:
+def vocabulary_view(vocab: ElasticVocab, db: Database, user: str, *, limit: int = 200) -> VocabularyView:
     """The vocabulary's size over time (no words), and `user`'s own tokens and events (none for user "")."""
     view = VocabularyView(vocab.base_size, vocab.step, len(vocab.tokens), size_history(db, vocab.base_size))
     if not user:

@@ -1,7 +1,7 @@
 """Settings of the memory: the neural memory, its interface and the meta-training losses.
 
 Plain dataclasses with a one-line comment per option; chatbot/config.py loads them
-from YAML with every key checked.
+from YAML with every key checked. A part is off by `enabled: false`; a path "" means none.
 """
 
 from __future__ import annotations
@@ -16,21 +16,21 @@ class NeuralMemoryConfig:
     enabled: bool = True  # false: answers come from the interface state alone (the no-memory ablation)
     rule: str = "g"  # "g": one gradient step per write (MNM-g); "p": learned local layer-wise rule (MNM-p)
     heads: int = 4  # independent MLPs, each holding one slice of every key and value
-    key_dim: int = 256  # total key width, split evenly across heads
-    hidden_dim: int = 256  # hidden units per head in each hidden layer
+    key_dim: int = 128  # total key width, split evenly across heads (the shipped checkpoint's)
+    hidden_dim: int = 256  # hidden units per head in each hidden layer (the shipped checkpoint's)
     layers: int = 2  # linear layers per head; 1 makes a linear associative memory
     learn_init: bool = True  # meta-learn the initial fast weights; false keeps their random start fixed
     learn_step: bool = True  # meta-learn the per-layer step size that multiplies beta
-    checkpoint: str = ""  # trained interface + memory from train_meta.py; "" = untrained
-    min_confidence: float = 0.5  # in chat, a read whose best word has a lower decoding probability is not used
+    checkpoint: str = "checkpoints/mnm_chat.pt"  # trained interface + memory (train_meta.py, configs/meta_chat.yaml); "" = untrained
+    min_confidence: float = 0.5  # in chat, a read whose best word is less probable is not used (decoding misses unseen names)
 
 
 @dataclass
 class InterfaceConfig:
     """The trainable network that turns controller hidden states into memory reads and writes."""
 
-    feature_layer: int = 8  # controller layer whose hidden states feed it (0 = embeddings)
-    model_dim: int = 256  # width of its token projections and recurrent state
+    feature_layer: int = 8  # controller layer whose hidden states feed it (0 = embeddings); the adapter leaves it unchanged
+    model_dim: int = 128  # width of its token projections and recurrent state (the shipped checkpoint's)
     token_embeddings: bool = False  # token codes also see the tokens' input embeddings (context-free: a name reads the same everywhere)
     recurrent: bool = True  # carry a GRU state across sentences/turns; false treats each alone
     value_copy: bool = True  # values point at the sentence's own token embeddings (copying)
@@ -68,17 +68,22 @@ class MemoriaConfig:
     lifespan_scale: float = 8.0  # lifespan a reminded engram earns when the reply used it as much as the average one (paper: 8)
     reward: str = "attention"  # lifespan reward from "attention" of the reply to the engram's prompt span, or "uniform"
     max_links: int = 64  # co-fire links kept per engram
-    vector: str = "key"  # engram vectors: "key" (meta-learned keys), "hidden" (mean controller hidden state), "sentence" (all-MiniLM-L6-v2)
+    # engram vectors: "sentence" (all-MiniLM-L6-v2, the closest to a fact's question), "key" (learned keys), "hidden" (mean state)
+    vector: str = "sentence"
     unit: str = "sentence"  # an engram per "sentence", or per "message" (its sentences' vectors averaged)
 
 
 @dataclass
 class ConsolidationConfig:
-    """How what the engram store holds is consolidated into the neural memory."""
+    """How what the engram store holds is consolidated into the neural memory.
+
+    Off: replay_every at 0; supersede_similarity None.
+    """
 
     replay_every: int = 8  # turns between replays of long-term engrams into the neural memory; 0 = never
     replay_count: int = 8  # long-term engrams replayed each time, most fired first
-    supersede_similarity: float = 0.9  # a statement whose write key is this close (cosine) to an older one's overwrites it (a correction); above 1 = never
+    # a write key this close (cosine) to an older one supersedes it; None = never: the shipped keys are too alike to tell
+    supersede_similarity: float | None = None
 
 
 @dataclass

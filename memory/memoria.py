@@ -6,8 +6,8 @@ package memoria-pytorch 1.1.0 ("the reference"). This module keeps the
 reference's semantics and interface (`Memoria(num_reminded_stm, stm_capacity,
 ltm_search_depth, initial_lifespan, num_final_ltms)`, `add_working_memory`,
 `remind`, `adjust_lifespan_and_memories`) and adds what a chatbot needs: text
-attached to each engram, users kept apart, sparse co-fire links that scale to
-100k+ engrams, and persistence in the SQLite store.
+attached to each engram, users kept apart, and sparse co-fire links that scale to
+100k+ engrams. The arrays live in memory/engram_state.py.
 
 An engram is a vector [H] with the text span it came from, the turn and user it
 belongs to, its type (WORKING / SHORTTERM / LONGTERM), lifespan, age, fire count
@@ -20,7 +20,7 @@ One chat turn (batch size 1; in training a batch of B rows is B users):
     ... generate; mass[r] = attention from the reply to engram r's prompt span ...
     memoria.adjust_lifespan_and_memories(indices, lifespan_delta(mass, scale)[None])
     with store.transaction() as db:
-        memoria.save(db, "ann")
+        storage.engrams.save_engrams(db, memoria, "ann")
 
 Semantics, as in the reference:
 - add_working_memory: new engrams are WORKING with lifespan `initial_lifespan`.
@@ -96,56 +96,20 @@ side with this module; the other deviations have tests of their own):
     an engram, and for the Memory tab's forget button); the reference forgets only
     when a lifespan runs out.
 
-Persistence: `save(db, user)` inside the caller's `Store.transaction()` writes
-only the engrams that changed since the last save (new, reminded, retyped,
-forgotten) plus one counters row; `load(db, user)` restores the user exactly.
-Vectors are float32 blobs; each engram's links are a blob of (id int64, count
-int32) pairs. If the database is not at the state this object last saved (the
-transaction that held the last save rolled back, or the object never loaded
-this user), `save` rewrites all of the user's engrams instead.
+Persistence (storage/engrams.py): each user's `changes` (changes.py) holds the ids
+new, reminded, retyped or forgotten since the last save, so a save writes only
+those rows; `state` and `load` hand the arrays to storage and take them back.
 """
 
 from __future__ import annotations
 
-import enum
-import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
 
 import numpy as np
-import sqlite_utils
 import torch
 
-from text import mentioned_words
-
-# Sort keys pack (count, id) into one int64: the count above bit 40, the id below.
-_ID_BITS = 40
-_ID_MASK = (1 << _ID_BITS) - 1
-_LINK_DTYPE = np.dtype([("id", "<i8"), ("count", "<i4")])
-_FREE = 0  # type of a slot that holds no engram
-
-
-class EngramType(enum.IntEnum):
-    """Engram types, with the reference's values (its NULL = 0 is a forgotten engram)."""
-
-    WORKING = 1
-    SHORTTERM = 2
-    LONGTERM = 3
-
-
-@dataclass(frozen=True)
-class Engram:
-    """One engram, as a person (or the Memory tab) reads it."""
-
-    id: int  # unique per user, in creation order, never reused
-    type: EngramType
-    text: str | None  # the text span its vector came from
-    turn: int | None  # the turn it was added in
-    lifespan: float  # adjust calls it survives unless reminded; forgotten at <= 0
-    age: int  # adjust calls since it was added
-    fire_count: int  # times it fired, as working memory or reminded
-    links: dict[int, int]  # partner engram id -> co-fire count
+from .engram_state import ENGRAMS, LINK_DTYPE, Engram, EngramCounters, EngramRows, EngramState
 
 
 def lifespan_delta(attention_mass: torch.Tensor, scale: float) -> torch.Tensor:
@@ -166,271 +130,6 @@ def lifespan_delta(attention_mass: torch.Tensor, scale: float) -> torch.Tensor:
     total = mass.sum(dim=-1, keepdim=True)
     share = mass / torch.where(total > 0, total, torch.ones_like(total))
     return share * mass.shape[-1] * scale
-
-
-class _UserMemory:
-    """One user's engrams in growable arrays; a slot (row) is reused once its engram is forgotten."""
-
-    def __init__(self, hidden_size: int, max_links: int, capacity: int = 64, vector_kind: str | None = None) -> None:
-        self.hidden_size = hidden_size
-        self.vectors = np.zeros((capacity, hidden_size), np.float32)
-        self.ids = np.full(capacity, -1, np.int64)
-        self.types = np.zeros(capacity, np.uint8)
-        # lifespan = expires - step: "every engram loses 1" is step += 1 and leaves rows unchanged
-        self.expires = np.full(capacity, np.inf)
-        self.born = np.zeros(capacity, np.int64)  # age = step - born
-        self.fires = np.zeros(capacity, np.int64)
-        self.turns = np.full(capacity, -1, np.int64)
-        # links by partner id: a forgotten partner's id maps to slot -1, so stale
-        # entries are skipped without scanning other engrams' rows when one dies
-        self.link_ids = np.full((capacity, max_links), -1, np.int64)
-        self.link_counts = np.zeros((capacity, max_links), np.int32)
-        self.texts: list[str | None] = [None] * capacity
-        self.id_to_slot = np.full(capacity, -1, np.int64)
-        self.free = list(range(capacity - 1, -1, -1))  # pop() hands out low slots first
-        self.working: list[int] = []  # ids, oldest first
-        self.shortterm: list[int] = []  # ids, oldest first: the overflow order
-        self.next_id = 0
-        self.step = 0  # adjust calls so far
-        self.dirty: set[int] = set()  # ids whose rows changed since the last save
-        self.deleted: set[int] = set()  # ids forgotten since the last save
-        self.save_seq = 0  # the engram_counters.save_seq this state was last saved as
-        self.vector_kind = vector_kind  # how the vectors were made; None = unknown (saved before kinds were kept)
-        self.mentions: dict[str, set[int]] = {}  # word -> ids of the engrams whose text holds it
-
-    def index_text(self, engram_id: int, text: str | None, *, remove: bool = False) -> None:
-        """Add (or remove) an engram's words in `mentions`."""
-        for word in mentioned_words(text):
-            if remove:
-                holders = self.mentions.get(word)
-                if holders is not None:
-                    holders.discard(engram_id)
-                    if not holders:
-                        del self.mentions[word]
-            else:
-                self.mentions.setdefault(word, set()).add(engram_id)
-
-    @property
-    def capacity(self) -> int:
-        return len(self.ids)
-
-    def _grow(self, capacity: int) -> None:
-        old = self.capacity
-
-        def grown(a: np.ndarray, fill: float) -> np.ndarray:
-            b = np.full((capacity, *a.shape[1:]), fill, a.dtype)
-            b[:old] = a
-            return b
-
-        self.vectors = grown(self.vectors, 0)
-        self.ids = grown(self.ids, -1)
-        self.types = grown(self.types, _FREE)
-        self.expires = grown(self.expires, np.inf)
-        self.born = grown(self.born, 0)
-        self.fires = grown(self.fires, 0)
-        self.turns = grown(self.turns, -1)
-        self.link_ids = grown(self.link_ids, -1)
-        self.link_counts = grown(self.link_counts, 0)
-        self.texts.extend([None] * (capacity - old))
-        self.free = list(range(capacity - 1, old - 1, -1)) + self.free
-
-    def _reserve_ids(self, count: int) -> None:
-        needed = self.next_id + count
-        if needed > len(self.id_to_slot):
-            table = np.full(max(needed, 2 * len(self.id_to_slot)), -1, np.int64)
-            table[: len(self.id_to_slot)] = self.id_to_slot
-            self.id_to_slot = table
-
-    def slots(self, ids: Sequence[int] | np.ndarray) -> np.ndarray:
-        """Slots of live engram ids; ValueError names any id that is not one."""
-        ids = np.asarray(ids, np.int64)
-        known = (ids >= 0) & (ids < self.next_id)
-        slots = np.full(ids.shape, -1, np.int64)
-        slots[known] = self.id_to_slot[ids[known]]
-        if (slots < 0).any():
-            raise ValueError(f"engram ids {sorted(set(ids[slots < 0].tolist()))} are not this user's live engrams")
-        return slots
-
-    def live_slots(self) -> np.ndarray:
-        """Slots of all engrams, in id order."""
-        slots = np.flatnonzero(self.types != _FREE)
-        return slots[np.argsort(self.ids[slots])]
-
-    def add(self, vectors: np.ndarray, texts: Sequence[str | None], turn: int | None, initial_lifespan: float) -> np.ndarray:
-        """Store [W, H] vectors as working memory; returns their ids [W]."""
-        count = len(vectors)
-        if count > len(self.free):
-            self._grow(max(2 * self.capacity, self.capacity + count - len(self.free)))
-        self._reserve_ids(count)
-        slots = np.array([self.free.pop() for _ in range(count)], np.int64)
-        ids = np.arange(self.next_id, self.next_id + count, dtype=np.int64)
-        self.next_id += count
-        self.vectors[slots] = vectors
-        self.ids[slots] = ids
-        self.types[slots] = EngramType.WORKING
-        self.expires[slots] = self.step + initial_lifespan
-        self.born[slots] = self.step
-        self.fires[slots] = 0
-        self.turns[slots] = -1 if turn is None else turn
-        self.link_ids[slots] = -1
-        self.link_counts[slots] = 0
-        for slot, engram_id, text in zip(slots.tolist(), ids.tolist(), texts):
-            self.texts[slot] = text
-            self.index_text(engram_id, text)
-        self.id_to_slot[ids] = slots
-        id_list = ids.tolist()
-        self.working.extend(id_list)
-        self.dirty.update(id_list)
-        return ids
-
-    def _distances(self, working: np.ndarray, candidates: np.ndarray) -> np.ndarray:
-        """Mean squared L2 distance from each candidate slot to the working-memory slots.
-
-        Uses mean_w |w - c|^2 = |c|^2 - 2 c . mean(w) + mean |w|^2, so the cost is
-        one [C, H] matrix-vector product instead of a [W, C, H] difference.
-        """
-        w = self.vectors[working].astype(np.float64)
-        c = self.vectors[candidates].astype(np.float64)
-        return np.einsum("ch,ch->c", c, c) - 2.0 * (c @ w.mean(axis=0)) + np.einsum("wh,wh->", w, w) / len(w)
-
-    def _linked(self, rows: np.ndarray, visited: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        """Each row's strongest link to a live, unvisited LTM (ties: the oldest).
-
-        Args:
-            rows: [P] slots whose links are followed.
-            visited: [capacity] bool, or None.
-        Returns: ([P] target slots, [P] bool whether the row has such a link).
-        """
-        partners = self.link_ids[rows]  # [P, K]
-        slots = self.id_to_slot[np.maximum(partners, 0)]
-        ok = (partners >= 0) & (slots >= 0)
-        slots = np.where(ok, slots, 0)
-        ok &= self.types[slots] == EngramType.LONGTERM
-        if visited is not None:
-            ok &= ~visited[slots]
-        key = np.where(ok, (self.link_counts[rows].astype(np.int64) << _ID_BITS) | (_ID_MASK - partners), -1)
-        best = key.argmax(axis=1)
-        picked = np.arange(len(rows))
-        return slots[picked, best], key[picked, best] >= 0
-
-    def remind(self, num_reminded_stm: int, ltm_search_depth: int, num_final_ltms: int) -> np.ndarray:
-        """Reminded slots [R] (STMs then LTMs, closest first); fires them with the working memory."""
-        working = self.id_to_slot[np.asarray(self.working, np.int64)]
-        shortterm = self.id_to_slot[np.asarray(self.shortterm, np.int64)]
-        if len(working) == 0:
-            return np.zeros(0, np.int64)
-        reminded_stm = np.zeros(0, np.int64)
-        if len(shortterm) and num_reminded_stm > 0:
-            order = np.argsort(self._distances(working, shortterm), kind="stable")
-            reminded_stm = shortterm[order[:num_reminded_stm]]
-        found = np.zeros(0, np.int64)
-        if len(reminded_stm) and num_final_ltms > 0:
-            targets, linked = self._linked(reminded_stm, None)
-            paths = np.unique(targets[linked])
-            walked = [paths]
-            visited = np.zeros(self.capacity, bool)
-            visited[paths] = True
-            for _ in range(ltm_search_depth):
-                if len(paths) == 0:
-                    break
-                targets, linked = self._linked(paths, visited)
-                # paths that reach the same engram continue identically, so one suffices
-                paths = np.unique(targets[linked])
-                visited[paths] = True
-                walked.append(paths)
-            found = np.unique(np.concatenate(walked))
-        if len(found):
-            found = found[np.argsort(self._distances(working, found), kind="stable")[:num_final_ltms]]
-        reminded = np.concatenate([reminded_stm, found])
-        self._fire(np.concatenate([working, reminded]))
-        return reminded
-
-    def _fire(self, fired: np.ndarray) -> None:
-        """Fire distinct slots together: fire counts +1 and every pair's co-fire count +1.
-
-        Each fired engram then keeps its `max_links` strongest links (ties: the
-        newer partner), so a row never grows past its preallocated width.
-        """
-        self.fires[fired] += 1
-        self.dirty.update(self.ids[fired].tolist())
-        if len(fired) < 2:
-            return
-        width = self.link_ids.shape[1]
-        fired_ids = self.ids[fired]
-        partners = self.link_ids[fired]  # [F, K]
-        slots = self.id_to_slot[np.maximum(partners, 0)]
-        live = (partners >= 0) & (slots >= 0)
-        partners = np.where(live, partners, -1)
-        counts = np.where(live, self.link_counts[fired], 0).astype(np.int64)
-        match = partners[:, :, None] == fired_ids[None, None, :]  # [F, K, F]
-        counts += match.any(axis=2)
-        new = ~match.any(axis=1)  # [F, F]: partner not linked yet
-        np.fill_diagonal(new, False)
-        candidates = np.concatenate([partners, np.where(new, fired_ids[None, :], -1)], axis=1)
-        candidate_counts = np.concatenate([counts, new.astype(np.int64)], axis=1)
-        key = np.where(candidates >= 0, (candidate_counts << _ID_BITS) | candidates, -1)
-        keep = np.argpartition(key, -width, axis=1)[:, -width:]
-        kept = np.take_along_axis(key, keep, axis=1) >= 0
-        self.link_ids[fired] = np.where(kept, np.take_along_axis(candidates, keep, axis=1), -1)
-        self.link_counts[fired] = np.where(kept, np.take_along_axis(candidate_counts, keep, axis=1), 0)
-
-    def adjust(self, slots: np.ndarray, deltas: np.ndarray, stm_capacity: int) -> None:
-        """Add deltas to `slots`' lifespans, age everyone by 1, retype, forget the expired."""
-        np.add.at(self.expires, slots, deltas)
-        self.dirty.update(self.ids[slots].tolist())
-        self.step += 1
-        if self.working:
-            self.types[self.id_to_slot[np.asarray(self.working, np.int64)]] = EngramType.SHORTTERM
-            self.shortterm.extend(self.working)
-            self.dirty.update(self.working)
-            self.working = []
-        overflow = len(self.shortterm) - stm_capacity
-        if overflow > 0:
-            moved = self.shortterm[:overflow]
-            del self.shortterm[:overflow]
-            self.types[self.id_to_slot[np.asarray(moved, np.int64)]] = EngramType.LONGTERM
-            self.dirty.update(moved)
-        expired = np.flatnonzero(self.expires <= self.step)
-        if len(expired):
-            self._forget(expired)
-
-    def _forget(self, slots: np.ndarray) -> None:
-        ids = self.ids[slots]
-        self.id_to_slot[ids] = -1
-        self.ids[slots] = -1
-        self.types[slots] = _FREE
-        self.expires[slots] = np.inf
-        self.link_ids[slots] = -1
-        self.link_counts[slots] = 0
-        for slot, engram_id in zip(slots.tolist(), ids.tolist()):
-            self.index_text(engram_id, self.texts[slot], remove=True)
-            self.texts[slot] = None
-        self.free.extend(slots.tolist())
-        gone = set(ids.tolist())
-        self.shortterm = [i for i in self.shortterm if i not in gone]
-        self.working = [i for i in self.working if i not in gone]
-        self.dirty -= gone
-        self.deleted |= gone
-
-    def links(self, slot: int) -> dict[int, int]:
-        """Live links of one slot: partner id -> count, strongest first."""
-        partners = self.link_ids[slot]
-        live = (partners >= 0) & (self.id_to_slot[np.maximum(partners, 0)] >= 0)
-        pairs = sorted(zip(partners[live].tolist(), self.link_counts[slot][live].tolist()), key=lambda p: (-p[1], p[0]))
-        return dict(pairs)
-
-    def engram(self, slot: int) -> Engram:
-        turn = int(self.turns[slot])
-        return Engram(
-            id=int(self.ids[slot]),
-            type=EngramType(int(self.types[slot])),
-            text=self.texts[slot],
-            turn=None if turn < 0 else turn,
-            lifespan=float(self.expires[slot] - self.step),
-            age=int(self.step - self.born[slot]),
-            fire_count=int(self.fires[slot]),
-            links=self.links(slot),
-        )
 
 
 class Memoria:
@@ -481,7 +180,7 @@ class Memoria:
         self.num_final_ltms = int(num_final_ltms)
         self.max_links = max_links
         self.vector_kind = vector_kind
-        self._users: dict[str, _UserMemory] = {}
+        self._users: dict[str, EngramState] = {}
         self._batch: list[str] = []
         self._device = torch.device("cpu")
 
@@ -536,7 +235,7 @@ class Memoria:
         for row, name in enumerate(users):
             state = self._users.get(name)
             if state is None:
-                state = self._users[name] = _UserMemory(hidden, self.max_links, vector_kind=self.vector_kind)
+                state = self._users[name] = EngramState(hidden, self.max_links, vector_kind=self.vector_kind)
             spans = texts[row] if texts is not None else [None] * length
             ids[row] = state.add(vectors[row], spans, turn, self.initial_lifespan)
         return torch.from_numpy(ids)
@@ -610,7 +309,7 @@ class Memoria:
         wanted = wanted[(wanted >= 0) & (wanted < state.next_id)]
         live = wanted[state.id_to_slot[wanted] >= 0]
         if len(live):
-            state._forget(state.id_to_slot[live])
+            state.forget(state.id_to_slot[live])
         return live.tolist()
 
     def set_turn(self, ids: Iterable[int], turn: int, *, user: str) -> None:
@@ -620,7 +319,7 @@ class Memoria:
             return
         slots = state.slots(list(ids))
         state.turns[slots] = turn
-        state.dirty.update(state.ids[slots].tolist())
+        state.changes.change(ENGRAMS, state.ids[slots].tolist())
 
     def is_live(self, engram_id: int, *, user: str) -> bool:
         """Whether the user's engram `engram_id` exists (not yet forgotten)."""
@@ -632,18 +331,10 @@ class Memoria:
         state = self._users.get(user)
         return 0 if state is None else state.step
 
-    def saved_version(self, user: str) -> int:
-        """The save this object's copy of the user is at (0: never saved or loaded).
-
-        `stored_version(db, user)` differs when another process saved the user since.
-        """
-        state = self._users.get(user)
-        return 0 if state is None else state.save_seq
-
     def size(self, user: str) -> int:
         """Number of engrams the user has."""
         state = self._users.get(user)
-        return 0 if state is None else int((state.types != _FREE).sum())
+        return 0 if state is None else state.size
 
     def nbytes(self, user: str) -> int:
         """Bytes of the user's arrays (vectors, links, bookkeeping, spare capacity); texts excluded."""
@@ -685,63 +376,16 @@ class Memoria:
             return torch.zeros(0, 0)
         return torch.from_numpy(state.vectors[state.slots(ids)].copy())
 
-    def save(self, db: sqlite_utils.Database, user: str) -> int:
-        """Write the user's changes since the last save; call inside `Store.transaction()`.
+    def state(self, user: str) -> EngramState | None:
+        """The user's engrams as arrays, with what changed since the last save (None: no engrams)."""
+        return self._users.get(user)
 
-        Returns: the number of engram rows written or deleted.
-        """
-        state = self._users.get(user)
-        if state is None:
-            return 0
-        user_id = _user_row_id(db, user)
-        row = db.execute("SELECT save_seq FROM engram_counters WHERE user_id = ?", [user_id]).fetchone()
-        saved_seq = row[0] if row else 0
-        if saved_seq != state.save_seq:
-            db.execute("DELETE FROM engrams WHERE user_id = ?", [user_id])
-            deleted: list[int] = []
-            slots = state.live_slots()
-        else:
-            deleted = sorted(state.deleted)
-            slots = state.slots(sorted(state.dirty))
-        if deleted:
-            db.conn.executemany(
-                "DELETE FROM engrams WHERE user_id = ? AND id = ?", [(user_id, i) for i in deleted]
-            )
-        db.conn.executemany(
-            "INSERT OR REPLACE INTO engrams (user_id, id, type, expires, born, fire_count, turn, text, vector, links) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            _engram_rows(state, user_id, slots),
-        )
-        seq = max(saved_seq, state.save_seq) + 1
-        db.execute(
-            "INSERT OR REPLACE INTO engram_counters (user_id, next_id, step, hidden_size, save_seq, vector_kind) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            [user_id, state.next_id, state.step, state.hidden_size, seq, state.vector_kind],
-        )
-        state.save_seq = seq
-        state.dirty.clear()
-        state.deleted.clear()
-        return len(deleted) + len(slots)
-
-    def load(self, db: sqlite_utils.Database, user: str) -> None:
-        """Replace the user's in-memory engrams with those saved in `db` (none if never saved)."""
+    def load(self, user: str, counters: EngramCounters | None, rows: EngramRows | None = None) -> None:
+        """Replace the user's engrams by saved ones: `rows` in id order, with their `counters`
+        (None: the user has none)."""
         self._users.pop(user, None)
-        found = db.execute("SELECT id FROM users WHERE name = ?", [user]).fetchone()
-        counters = found and db.execute(
-            "SELECT next_id, step, hidden_size, save_seq, vector_kind FROM engram_counters WHERE user_id = ?", [found[0]]
-        ).fetchone()
-        if not counters:
-            return
-        next_id, step, hidden_size, save_seq, vector_kind = counters
-        rows = db.execute(
-            "SELECT id, type, expires, born, fire_count, turn, text, vector, links FROM engrams "
-            "WHERE user_id = ? ORDER BY id",
-            [found[0]],
-        ).fetchall()
-        vectors = np.frombuffer(b"".join(r[7] for r in rows), "<f4").reshape(len(rows), hidden_size)
-        records = [(r[0], r[1], r[2], r[3], r[4], r[5], r[6], np.frombuffer(r[8], _LINK_DTYPE)) for r in rows]
-        self._users[user] = self._state(hidden_size, records, vectors, next_id=next_id, step=step, save_seq=save_seq)
-        self._users[user].vector_kind = vector_kind
+        if counters is not None:
+            self._users[user] = EngramState.from_rows(rows, counters, self.max_links)
 
     def vector_kind_of(self, user: str) -> str | None:
         """How the user's engram vectors were made: this store's kind for new ones, the
@@ -764,7 +408,7 @@ class Memoria:
         state.hidden_size = vectors.shape[1]
         state.vectors = np.zeros((state.capacity, state.hidden_size), np.float32)
         state.vectors[slots] = vectors.detach().to("cpu", torch.float32).numpy()
-        state.dirty.update(state.ids[slots].tolist())
+        state.changes.change(ENGRAMS, state.ids[slots].tolist())
         state.vector_kind = self.vector_kind
 
     def restore(self, engrams: Sequence[Engram], vectors: torch.Tensor, *, user: str) -> None:
@@ -779,99 +423,21 @@ class Memoria:
         if len({e.id for e in engrams}) != len(engrams) or any(e.id < 0 for e in engrams):
             raise ValueError("engram ids must be distinct and >= 0")
         step = max([e.age for e in engrams], default=0)
-        records = [
-            (e.id, int(e.type), step + e.lifespan, step - e.age, e.fire_count, e.turn, e.text,
-             np.array(sorted(e.links.items()), _LINK_DTYPE) if e.links else np.zeros(0, _LINK_DTYPE))
-            for e in sorted(engrams, key=lambda e: e.id)
-        ]
+        ordered = sorted(engrams, key=lambda e: e.id)
         order = np.argsort([e.id for e in engrams], kind="stable")
         array = vectors.detach().to("cpu", torch.float32).numpy()[order] if len(engrams) else np.zeros((0, vectors.shape[-1]), np.float32)
-        next_id = max([e.id for e in engrams], default=-1) + 1
-        self._users[user] = self._state(vectors.shape[-1], records, array, next_id=next_id, step=step, save_seq=-1)
-
-    def _state(self, hidden_size: int, records: list[tuple], vectors: np.ndarray, *, next_id: int, step: int, save_seq: int) -> _UserMemory:
-        """A user's state from (id, type, expires, born, fire_count, turn, text, links) records in id order."""
-        count = len(records)
-        state = _UserMemory(hidden_size, self.max_links, capacity=max(64, count), vector_kind=self.vector_kind)
-        ids = np.array([r[0] for r in records], np.int64)
-        state.next_id = next_id
-        state.step = step
-        state.save_seq = save_seq
-        state.id_to_slot = np.full(max(next_id, 1), -1, np.int64)
-        state.id_to_slot[ids] = np.arange(count)
-        state.free = list(range(state.capacity - 1, count - 1, -1))
-        state.ids[:count] = ids
-        state.types[:count] = [r[1] for r in records]
-        state.expires[:count] = [r[2] for r in records]
-        state.born[:count] = [r[3] for r in records]
-        state.fires[:count] = [r[4] for r in records]
-        state.turns[:count] = [-1 if r[5] is None else r[5] for r in records]
-        state.texts[:count] = [r[6] for r in records]
-        for r in records:
-            state.index_text(r[0], r[6])
-        if count:
-            state.vectors[:count] = vectors
-        for slot, r in enumerate(records):
-            links = r[7]
-            # partners forgotten after this row was last written are dropped here
-            links = links[(links["id"] >= 0) & (links["id"] < len(state.id_to_slot))]
-            links = links[state.id_to_slot[links["id"]] >= 0]
-            if len(links) > self.max_links:  # saved under a larger max_links
-                order = np.lexsort((-links["id"], -links["count"]))
-                links = links[order[: self.max_links]]
-            state.link_ids[slot, : len(links)] = links["id"]
-            state.link_counts[slot, : len(links)] = links["count"]
-        by_type = {t: ids[state.types[:count] == t].tolist() for t in (EngramType.WORKING, EngramType.SHORTTERM)}
-        state.working = by_type[EngramType.WORKING]
-        state.shortterm = by_type[EngramType.SHORTTERM]
-        return state
-
-
-def stored_version(db: sqlite_utils.Database, user: str) -> int:
-    """The save number of the user's engrams in `db` (0 if none were saved)."""
-    row = db.execute(
-        "SELECT c.save_seq FROM engram_counters c JOIN users u ON u.id = c.user_id WHERE u.name = ?", [user]
-    ).fetchone()
-    return row[0] if row else 0
-
-
-def _user_row_id(db: sqlite_utils.Database, name: str) -> int:
-    """users.id of `name`, inserted if missing (inside the caller's transaction)."""
-    row = db.execute("SELECT id FROM users WHERE name = ?", [name]).fetchone()
-    if row:
-        return row[0]
-    return db["users"].insert({"name": name, "created_at": time.time()}).last_pk
-
-
-def _engram_rows(state: _UserMemory, user_id: int, slots: np.ndarray, chunk: int = 4096) -> Iterator[tuple]:
-    """`engrams` rows of `slots`, built a chunk at a time so a full save stays vectorised."""
-    for start in range(0, len(slots), chunk):
-        part = slots[start : start + chunk]
-        partners = state.link_ids[part]
-        live = (partners >= 0) & (state.id_to_slot[np.maximum(partners, 0)] >= 0)
-        links = np.empty(partners.shape, _LINK_DTYPE)
-        links["id"] = partners
-        links["count"] = state.link_counts[part]
-        vectors = state.vectors[part].astype("<f4")
-        columns = zip(
-            part.tolist(),
-            state.ids[part].tolist(),
-            state.types[part].tolist(),
-            state.expires[part].tolist(),
-            state.born[part].tolist(),
-            state.fires[part].tolist(),
-            state.turns[part].tolist(),
+        rows = EngramRows(
+            ids=np.array([e.id for e in ordered], np.int64),
+            types=np.array([int(e.type) for e in ordered], np.uint8),
+            expires=np.array([step + e.lifespan for e in ordered], np.float64),
+            born=np.array([step - e.age for e in ordered], np.int64),
+            fires=np.array([e.fire_count for e in ordered], np.int64),
+            turns=np.array([-1 if e.turn is None else e.turn for e in ordered], np.int64),
+            texts=[e.text for e in ordered],
+            vectors=array,
+            links=[np.array(sorted(e.links.items()), LINK_DTYPE) if e.links else np.zeros(0, LINK_DTYPE) for e in ordered],
         )
-        for k, (slot, engram_id, kind, expires, born, fires, turn) in enumerate(columns):
-            yield (
-                user_id,
-                engram_id,
-                kind,
-                expires,
-                born,
-                fires,
-                None if turn < 0 else turn,
-                state.texts[slot],
-                vectors[k].tobytes(),
-                links[k][live[k]].tobytes(),
-            )
+        next_id = max([e.id for e in engrams], default=-1) + 1
+        # version -1 matches no stored save, so the next save rewrites all of the user's rows
+        counters = EngramCounters(next_id, step, vectors.shape[-1], -1, self.vector_kind)
+        self._users[user] = EngramState.from_rows(rows, counters, self.max_links)

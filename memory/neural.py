@@ -24,7 +24,7 @@ and step size 1/2 a single-layer memory stores the value at a key exactly, whate
 the width; beta then reads as "how much to overwrite".
 
 Fast weights survive turns and restarts: `snapshot()`/`load_snapshot()` give and
-take plain tensors (memory/neural_chat.py keeps one snapshot per user in SQLite).
+take plain tensors (storage/neural.py keeps one snapshot per chat user in SQLite).
 """
 
 from __future__ import annotations

@@ -1,13 +1,12 @@
+"""chatbot/agent.py: input checks, streaming and storing a turn, history, conversations and the Memory tab's operations."""
+
 import json
-import subprocess
-import sys
 
 import pytest
 
 from chatbot import Agent, MessageError
-from memory.store import Store
 
-from .conftest import ROOT
+from .conftest import ROOT, make_agent
 
 
 def test_turn_is_streamed_and_stored(tiny_agent):
@@ -29,10 +28,16 @@ def test_empty_messages_are_refused_and_store_nothing(tiny_agent, text):
     assert tiny_agent.history("alice") == []
 
 
-@pytest.mark.parametrize("user", ["", "   ", "x" * 65])
+@pytest.mark.parametrize("user", ["", "   ", "x" * 65, "ann\udcff"])
 def test_bad_user_names_are_refused(tiny_agent, user):
     with pytest.raises(MessageError, match="user name"):
         tiny_agent.chat(user, "hello")
+
+
+def test_a_message_that_is_not_text_is_refused(tiny_agent):
+    with pytest.raises(MessageError, match="UTF-8"):
+        tiny_agent.chat("ann", "caf\udce9")  # how Python hands over the bytes b"caf\xe9" of a command line
+    assert tiny_agent.history("ann") == []
 
 
 def test_huge_message_is_truncated_with_a_note(tiny_agent):
@@ -43,6 +48,16 @@ def test_huge_message_is_truncated_with_a_note(tiny_agent):
     assert stored.user_text == "a" * 100
     meta = json.loads(tiny_agent.store.db.execute("SELECT meta FROM turns").fetchone()[0])
     assert meta["notes"] == final.notes
+
+
+def test_a_message_of_too_many_tokens_is_cut_to_half_the_prompt_budget(tiny_agent):
+    chat, gen = tiny_agent.cfg.chat, tiny_agent.cfg.generation
+    budget = (min(chat.max_prompt_tokens, tiny_agent.controller.max_positions) - gen.max_new_tokens) // 2
+    final = list(tiny_agent.chat_stream("alice", "🦜" * 2_000))[-1]  # well under max_message_chars, ~3 tokens each
+    assert any("tokens" in note for note in final.notes)
+    stored = tiny_agent.history("alice")[-1].user_text
+    assert 0 < len(tiny_agent.controller.tokenizer(stored, add_special_tokens=False)["input_ids"]) <= budget
+    assert stored == "🦜" * len(stored)  # cut between characters
 
 
 def test_prompt_carries_history_of_this_user_only(tiny_agent):
@@ -80,38 +95,58 @@ def test_from_config_overrides_db(tmp_path):
         agent.close()
 
 
-def run_cli(*args, cwd=ROOT):
-    return subprocess.run(
-        [sys.executable, "-m", "chatbot", *args], capture_output=True, text=True, cwd=cwd, timeout=300
-    )
+def test_memory_tab_operations_forget_one_and_clear_all(tmp_path, tiny_controller):
+    agent = make_agent(tmp_path, tiny_controller)
+    for text in ["Oriel lives in Vantastad.", "Bram works at Quillmere.", "Where does Bram work?"]:
+        agent.chat("ann", text)
+    view = agent.memory_view("ann")
+    assert [e.text for e in view.engrams] == ["Oriel lives in Vantastad.", "Bram works at Quillmere.", "Where does Bram work?"]
+    assert view.stats["writes"] == 2 and len(view.reads) == 1 and view.reads[0]["question"] == "Where does Bram work?"
+    oriel = view.engrams[0].id
+    assert agent.forget_engram("ann", oriel) == ["Oriel lives in Vantastad."]
+    again = make_agent(tmp_path, tiny_controller)  # what the store holds after the button
+    view = again.memory_view("ann")
+    assert oriel not in {e.id for e in view.engrams} and [w.forgotten for w in view.writes] == [True, False]
+    assert again.clear_memory("ann") == 3  # two engrams and one live write
+    assert again.memory_view("ann").engrams == [] and all(w.forgotten for w in again.memory_view("ann").writes)
+    agent.close()
+    again.close()
 
 
-def test_cli_prints_only_the_reply_and_shares_the_database(tmp_path, tiny_config_file):
-    db = tmp_path / "cli.db"
-    result = run_cli("say", "--config", str(tiny_config_file), "--db", str(db), "--user", "carol", "hello")
-    assert result.returncode == 0, result.stderr
-    store = Store(db)
-    turns = store.turns(store.current_conversation("carol"))
-    assert [t.user_text for t in turns] == ["hello"]
-    assert result.stdout == turns[0].reply + "\n"
-    store.close()
+def test_export_then_import_restores_the_memories_for_another_user(tmp_path, tiny_controller):
+    from chatbot.memory_file import read_memory_file
+
+    agent = make_agent(tmp_path, tiny_controller)
+    for text in ["Oriel lives in Vantastad.", "Bram works at Quillmere.", "Where does Oriel live?"]:
+        agent.chat("ann", text)
+    agent.forget_engram("ann", 1)
+    exported = agent.export_memory("ann").to_json()
+    file = read_memory_file(exported)
+    assert file.user == "ann" and [e.text for e in file.engrams] == ["Oriel lives in Vantastad.", "Where does Oriel live?"]
+    assert [(w.text, w.forgotten) for w in file.writes] == [("Oriel lives in Vantastad.", False), ("Bram works at Quillmere.", True)]
+
+    assert agent.import_memory("zoe", file) == (2, 1)
+    fresh = make_agent(tmp_path, tiny_controller)
+    view = fresh.memory_view("zoe")
+    ann = agent.memories.memoria.engrams("ann")
+    assert [(e.id, e.type, e.text, e.lifespan, e.age, e.fire_count, e.links) for e in view.engrams] == [
+        (e.id, e.type, e.text, e.lifespan, e.age, e.fire_count, e.links) for e in ann
+    ]
+    assert [w.text for w in view.writes] == ["Oriel lives in Vantastad."] and view.writes[0].engram == 0
+    assert fresh.memory_view("ann").engrams == ann  # the exporting user is untouched
+    agent.close()
+    fresh.close()
 
 
-def test_cli_bad_config_is_one_clear_line(tmp_path):
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("chat:\n  histroy_turns: 2\n")
-    result = run_cli("say", "--config", str(bad), "--user", "x", "hi")
-    assert result.returncode == 2 and result.stdout == ""
-    assert result.stderr.strip().splitlines()[-1].startswith("error:") and "chat.histroy_turns" in result.stderr
+def test_a_bad_import_file_is_refused_and_changes_nothing(tmp_path, tiny_controller):
+    from chatbot.memory_file import MemoryFileError, read_memory_file
 
-
-def test_cli_corrupt_database_is_one_clear_line(tmp_path, tiny_config_file):
-    db = tmp_path / "broken.db"
-    db.write_bytes(b"not a database at all" * 50)
-    result = run_cli("say", "--config", str(tiny_config_file), "--db", str(db), "--user", "x", "hi")
-    assert result.returncode == 2 and "corrupt" in result.stderr and result.stdout == ""
-
-
-def test_cli_empty_message(tmp_path, tiny_config_file):
-    result = run_cli("say", "--config", str(tiny_config_file), "--db", str(tmp_path / "c.db"), "--user", "x", "  ")
-    assert result.returncode == 2 and "empty" in result.stderr
+    agent = make_agent(tmp_path, tiny_controller)
+    agent.chat("ann", "Oriel lives in Vantastad.")
+    data = json.loads(agent.export_memory("ann").to_json())
+    data["engrams"][0]["links"] = {"77": 1}  # every way a file can be bad: tests/test_memory_file.py
+    before = agent.store.db.execute("SELECT COUNT(*), SUM(LENGTH(vector)) FROM engrams").fetchone()
+    with pytest.raises(MemoryFileError, match="links"):
+        agent.import_memory("ann", read_memory_file(json.dumps(data)))
+    assert agent.store.db.execute("SELECT COUNT(*), SUM(LENGTH(vector)) FROM engrams").fetchone() == before
+    agent.close()

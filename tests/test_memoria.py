@@ -1,4 +1,4 @@
-"""Memoria engram store: against the reference package, properties, persistence, isolation.
+"""Memoria engram store: against the reference package, properties, isolation (persistence: test_storage.py).
 
 The reference is memoria-pytorch 1.1.0 (`import memoria`). `FixedReference` is
 that package with the fixes listed in memory/memoria.py's docstring applied to
@@ -10,17 +10,16 @@ forgetting and final LTM ranking.
 from __future__ import annotations
 
 import copy
-import uuid
 from collections import Counter
 
 import memoria as reference
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from memory.memoria import EngramType, Memoria, lifespan_delta
-from memory.store import Store
+from memory.engram_state import EngramType
+from memory.memoria import Memoria, lifespan_delta
 
 # The reference README's tutorial: parameters, sequence length, hidden size, 12 steps.
 TUTORIAL = dict(num_reminded_stm=4, stm_capacity=16, ltm_search_depth=5, initial_lifespan=3, num_final_ltms=4)
@@ -323,120 +322,6 @@ def test_lifespans_types_and_links_stay_consistent(config, script, seed, max_lin
                 assert e.links == {j: cofires[i, j] for j in engrams if cofires[i, j]}
 
 
-def assert_same_memory(a: Memoria, b: Memoria, user: str) -> None:
-    assert our_state(a, user) == our_state(b, user)
-    engrams = a.engrams(user)
-    assert [(e.text, e.turn) for e in engrams] == [(e.text, e.turn) for e in b.engrams(user)]
-    ids = [e.id for e in engrams]
-    assert torch.equal(a.vectors(user, ids), b.vectors(user, ids))
-
-
-def save_and_check(store: Store, memoria: Memoria, config: dict) -> Memoria:
-    """Save user "u", load it into a new Memoria, check they are the same; returns the new one."""
-    with store.transaction() as db:
-        memoria.save(db, "u")
-    restored = Memoria(**config)
-    restored.load(store.db, "u")
-    assert_same_memory(memoria, restored, "u")
-    return restored
-
-
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(
-    config=configs,
-    script=turns,
-    seed=st.integers(0, 2**16),
-    saves=st.lists(st.sampled_from(["save", "skip", "mid-turn", "rollback"]), min_size=10, max_size=10),
-)
-def test_save_then_load_is_an_identity(tmp_path, config, script, seed, saves):
-    store = Store(tmp_path / f"{uuid.uuid4().hex}.db")
-    try:
-        memoria = Memoria(**config)
-        generator = torch.Generator().manual_seed(seed)
-        gains = gains_table(seed, 64)
-        for turn, ((widths, remind), save) in enumerate(zip(script, saves)):
-            for width in widths:
-                memoria.add_working_memory(torch.randn(1, width, SMALL, generator=generator), user="u", turn=turn)
-            indices = memoria.remind()[1] if remind else torch.zeros(1, 0, dtype=torch.long)
-            if save == "mid-turn":  # between remind and adjust: what fired must be saved
-                save_and_check(store, memoria, config)
-            # also reward the oldest engram, reminded or not, as a caller may
-            oldest = memoria.engrams("u")[0].id
-            indices = torch.cat([indices, torch.tensor([[oldest]])], dim=1)
-            memoria.adjust_lifespan_and_memories(indices, gains[indices % 64])
-            if save == "save":
-                save_and_check(store, memoria, config)
-            elif save == "rollback":  # the turn's transaction fails after the engrams were written
-                with pytest.raises(RuntimeError), store.transaction() as db:
-                    memoria.save(db, "u")
-                    raise RuntimeError("a later write of the turn failed")
-        restored = save_and_check(store, memoria, config)
-        # and they behave the same from here on
-        data = torch.randn(1, 2, SMALL, generator=generator)
-        assert torch.equal(memoria.add_working_memory(data, user="u"), restored.add_working_memory(data, user="u"))
-        assert torch.equal(memoria.remind()[1], restored.remind()[1])
-        assert_same_memory(memoria, restored, "u")
-    finally:
-        store.close()
-
-
-def test_a_saved_turn_writes_only_what_changed(tmp_path):
-    store = Store(tmp_path / "memoria.db")
-    memoria = Memoria(num_reminded_stm=3, stm_capacity=20, ltm_search_depth=2, initial_lifespan=1000, num_final_ltms=3)
-    generator = torch.Generator().manual_seed(0)
-    for _ in range(50):
-        memoria.add_working_memory(torch.randn(1, 4, SMALL, generator=generator), user="u", texts=[["x"] * 4], turn=1)
-        _, indices = memoria.remind()
-        memoria.adjust_lifespan_and_memories(indices, torch.ones(indices.shape))
-    with store.transaction() as db:
-        assert memoria.save(db, "u") == 200
-    memoria.add_working_memory(torch.randn(1, 4, SMALL, generator=generator), user="u", turn=2)
-    _, indices = memoria.remind()
-    memoria.adjust_lifespan_and_memories(indices, torch.ones(indices.shape))
-    with store.transaction() as db:
-        written = memoria.save(db, "u")
-    # 4 new + at most 6 reminded + 4 moved from short- to long-term, of 204 engrams
-    assert 4 < written <= 14
-    restored = Memoria(num_reminded_stm=3, stm_capacity=20, ltm_search_depth=2, initial_lifespan=1000, num_final_ltms=3)
-    restored.load(store.db, "u")
-    assert_same_memory(memoria, restored, "u")
-    store.close()
-    reopened = Store(tmp_path / "memoria.db")  # and after a restart
-    restored.load(reopened.db, "u")
-    assert_same_memory(memoria, restored, "u")
-    assert restored.engrams("u", [0])[0].text == "x" and restored.engrams("u", [0])[0].turn == 1
-    reopened.close()
-
-
-def test_vectors_made_another_way_are_told_apart_and_replaced(tmp_path):
-    store = Store(tmp_path / "kinds.db")
-    old = Memoria(num_reminded_stm=3, stm_capacity=20, ltm_search_depth=2, initial_lifespan=1000, num_final_ltms=3, vector_kind="a")
-    generator = torch.Generator().manual_seed(0)
-    for _ in range(5):
-        old.add_working_memory(torch.randn(1, 2, SMALL, generator=generator), user="u", texts=[["x", "y"]])
-        _, indices = old.remind()
-        old.adjust_lifespan_and_memories(indices, torch.ones(indices.shape))
-    with store.transaction() as db:
-        old.save(db, "u")
-    new = Memoria(num_reminded_stm=3, stm_capacity=20, ltm_search_depth=2, initial_lifespan=1000, num_final_ltms=3, vector_kind="b")
-    assert new.vector_kind_of("u") == "b"  # nothing loaded yet: new engrams are of this store's kind
-    new.load(store.db, "u")
-    assert new.vector_kind_of("u") == "a"
-    before = new.engrams("u")
-    with pytest.raises(ValueError, match="10 engrams"):
-        new.replace_vectors("u", torch.zeros(3, 5))
-    wider = torch.nn.functional.normalize(torch.randn(10, SMALL + 3, generator=generator), dim=-1)
-    new.replace_vectors("u", wider)
-    assert new.vector_kind_of("u") == "b" and new.engrams("u") == before  # texts, lifespans and links stay
-    with store.transaction() as db:
-        assert new.save(db, "u") == 10  # every row gets its new vector
-    again = Memoria(num_reminded_stm=3, stm_capacity=20, ltm_search_depth=2, initial_lifespan=1000, num_final_ltms=3, vector_kind="b")
-    again.load(store.db, "u")
-    assert again.vector_kind_of("u") == "b" and again.engrams("u") == before
-    assert torch.allclose(again.vectors("u", [e.id for e in before]), wider)
-    store.close()
-
-
 @settings(max_examples=30, deadline=None)
 @given(config=configs, script=st.lists(st.tuples(st.sampled_from(["A", "B", "AB"]), st.integers(1, 3), st.booleans()), min_size=1, max_size=12), seed=st.integers(0, 2**16))
 def test_users_never_see_each_others_engrams(config, script, seed):
@@ -526,33 +411,40 @@ def test_bad_calls_are_refused_with_a_reason():
         Memoria(num_reminded_stm=-1, stm_capacity=1, ltm_search_depth=1, initial_lifespan=1, num_final_ltms=1)
 
 
-def test_forget_removes_engrams_with_their_links_and_persists(tmp_path):
+def four_turns() -> Memoria:
+    """User "ann" after four turns of three engrams each (texts "t<turn>.<i>")."""
     memoria = Memoria(num_reminded_stm=4, stm_capacity=8, ltm_search_depth=2, initial_lifespan=20, num_final_ltms=2)
     g = torch.Generator().manual_seed(0)
     for turn in range(4):
         memoria.add_working_memory(torch.randn(1, 3, 8, generator=g), user="ann", texts=[[f"t{turn}.{i}" for i in range(3)]])
         _, reminded = memoria.remind(user="ann")
         memoria.adjust_lifespan_and_memories(reminded, torch.ones_like(reminded, dtype=torch.float), user="ann")
+    return memoria
+
+
+def test_forget_removes_engrams_with_their_links():
+    memoria = four_turns()
     before = {e.id for e in memoria.engrams("ann")}
     assert memoria.forget([1, 4, 99], user="ann") == [1, 4]
     assert memoria.forget([1], user="ann") == [] and memoria.forget([0], user="bob") == []
     left = memoria.engrams("ann")
     assert {e.id for e in left} == before - {1, 4}
     assert all(not set(e.links) & {1, 4} for e in left)
-    store = Store(tmp_path / "m.db")
-    with store.transaction() as db:
-        memoria.save(db, "ann")
-    again = Memoria(num_reminded_stm=4, stm_capacity=8, ltm_search_depth=2, initial_lifespan=20, num_final_ltms=2)
-    again.load(store.db, "ann")
-    assert again.engrams("ann") == left
 
 
-def test_engrams_are_found_by_the_names_they_mention(tmp_path):
-    store = Store(tmp_path / "names.db")
+NAMED = ["Oriel lives in Vantastad.", "Bram works at Quillmere.", "Oriel's pet is Bram.", "Oriel moved to Quillmere."]
+
+
+def named_engrams() -> Memoria:
+    """User "u" with the four NAMED engrams, user "v" with one that names Oriel too."""
     memoria = Memoria(num_reminded_stm=3, stm_capacity=20, ltm_search_depth=2, initial_lifespan=1000, num_final_ltms=3)
-    texts = ["Oriel lives in Vantastad.", "Bram works at Quillmere.", "Oriel's pet is Bram.", "Oriel moved to Quillmere."]
-    memoria.add_working_memory(torch.randn(1, 4, SMALL), user="u", texts=[texts])
+    memoria.add_working_memory(torch.randn(1, 4, SMALL), user="u", texts=[NAMED])
     memoria.add_working_memory(torch.randn(1, 1, SMALL), user="v", texts=[["Oriel is someone else's friend."]])
+    return memoria
+
+
+def test_engrams_are_found_by_the_names_they_mention():
+    memoria = named_engrams()
     # most names held first, newest first among equals; another user's engrams never
     assert memoria.mentioning(["oriel"], user="u", limit=10) == [3, 2, 0]
     assert memoria.mentioning(["oriel", "bram"], user="u", limit=10) == [2, 3, 1, 0]
@@ -560,11 +452,3 @@ def test_engrams_are_found_by_the_names_they_mention(tmp_path):
     assert memoria.mentioning(["nobody"], user="u", limit=10) == [] and memoria.mentioning(["oriel"], user="w", limit=5) == []
     memoria.forget([3], user="u")
     assert memoria.mentioning(["oriel"], user="u", limit=10) == [2, 0]
-    with store.transaction() as db:
-        memoria.save(db, "u")
-    reloaded = Memoria(num_reminded_stm=3, stm_capacity=20, ltm_search_depth=2, initial_lifespan=1000, num_final_ltms=3)
-    reloaded.load(store.db, "u")  # the index is built again from the saved texts
-    assert reloaded.mentioning(["quillmere", "oriel"], user="u", limit=10) == [2, 1, 0]
-    reloaded.restore(reloaded.engrams("u", [1]), reloaded.vectors("u", [1]), user="u")
-    assert reloaded.mentioning(["oriel", "bram"], user="u", limit=10) == [1]
-    store.close()

@@ -1,4 +1,4 @@
-"""The neural memory: one-shot writes recall, persist, survive SQLite, and train."""
+"""The neural memory: one-shot writes recall, persist across calls, snapshot exactly, and train (SQLite: test_storage.py)."""
 
 from __future__ import annotations
 

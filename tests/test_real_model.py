@@ -6,7 +6,7 @@ import torch
 from chatbot import Agent, load_config
 from chatbot.config import GenerationConfig
 from memory.features import hidden_states
-from memory.store import Store
+from storage import Store
 
 from .conftest import DEFAULT
 

@@ -1,7 +1,8 @@
 """ui/: the Memory and Vocabulary tabs' rows, summaries and plots."""
 
 from chatbot.views import vocabulary_view
-from memory.store import Store
+from storage import Store
+from storage.vocab import save_vocab
 from ui.vocab_tab import event_rows, size_figure, token_rows
 from vocab import ElasticVocab
 
@@ -15,7 +16,7 @@ def test_the_vocabulary_tab_shows_each_user_only_their_own_words(tiny_controller
     for user, text in [("ann", "Remember: Oriel and Vantastad"), ("bob", "Remember: Quillmere"), ("bob", "nothing new")]:
         vocab.observe(text, user=user)
         with store.transaction() as db:
-            vocab.save(db)
+            save_vocab(db, vocab)
     assert [row[0] for row in token_rows(vocabulary_view(vocab, store.db, "ann"))] == ["' Oriel'", "' Vantastad'"]
     assert [row[3] for row in event_rows(vocabulary_view(vocab, store.db, "bob"))] == ["' Quillmere'"]
     assert vocabulary_view(vocab, store.db, "carol").tokens == [] and vocabulary_view(vocab, store.db, "carol").events == []

@@ -1,9 +1,8 @@
 """The elastic vocabulary's invariants: round trips, compact ids, restored behaviour,
-trainable new rows, exact persistence, and its place in a chat turn."""
+trainable new rows, and its place in a chat turn (persistence: test_storage.py)."""
 
 from __future__ import annotations
 
-import logging
 import math
 from dataclasses import replace
 from pathlib import Path
@@ -12,13 +11,13 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from transformers import AutoTokenizer, TextIteratorStreamer
+from transformers import TextIteratorStreamer
 
 from chatbot.config import load_config
 from chatbot.controller import Controller
-from memory.store import Store
+from storage import Store
+from storage.vocab import read_events
 from vocab import ElasticVocab, Lexicon, LexiconError, VocabConfig, remap_ids
-from vocab.persist import read_events, size_history
 from vocab.rows import embedding_matrix
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -298,103 +297,13 @@ def test_generation_emits_added_tokens_and_the_streamer_decodes_them(tiny_cfg, t
     assert "".join(streamer) == "to Quillmere and Oriel"
 
 
-# ----- persistence -----------------------------------------------------------------------------
+# ----- a chat turn ------------------------------------------------------------------------------
 
 
 def state(vocab: ElasticVocab) -> tuple:
+    """What must survive a restart: the tokens, the step and the candidates."""
     tokens = [(t.id, t.text, t.pieces, t.expansion, t.level, t.strength, t.touched, t.uses, t.born) for t in vocab.tokens]
     return tokens, vocab.step, dict(vocab.candidates)
-
-
-STREAM = [
-    "My sister Oriel lives in Vantastad.",
-    "Remember: Quillmere is where Zephyrine works.",
-    "Oriel moved to Quillmere with Brannoch.",
-    "Oriel Vantastad and Oriel Vantastad",
-    "Remember: Ysolde, Thelonius, Marisabel.",
-    "Brannoch and Oriel Vantastad met Ysolde.",
-]
-
-
-def test_save_and_load_is_an_identity(tiny_cfg, tokenizer, tmp_path):
-    cfg = replace(VocabConfig(), span_grow_after=1.8, capacity=6, fit_steps=1)
-    store = Store(tmp_path / "chat.db")
-    vocab = ElasticVocab(tokenizer, cfg, tiny_model(tiny_cfg))
-    for k, text in enumerate(STREAM):
-        vocab.observe(text, user="ann")
-        if k == 3:
-            vocab.decay(150)  # some tokens fall under the threshold at the next turn
-        with store.transaction() as db:
-            vocab.save(db, turn_id=k)
-    assert {e["kind"] for e in read_events(store.db)} == {"grow", "prune"}
-    store.close()
-    store = Store(tmp_path / "chat.db")  # a restart
-    again = ElasticVocab(tokenizer, cfg, tiny_model(tiny_cfg))
-    again.load(store.db)
-    assert state(again) == state(vocab)
-    assert torch.equal(embedding_matrix(again.model), embedding_matrix(vocab.model))
-    for text in STREAM:
-        assert again.encode(text) == vocab.encode(text)
-    # Both go on identically.
-    a = [(e.kind, e.text, e.token_id) for e in vocab.observe("Thelonius met Thelonius and Zephyrine at Vantastad")]
-    b = [(e.kind, e.text, e.token_id) for e in again.observe("Thelonius met Thelonius and Zephyrine at Vantastad")]
-    assert a == b and state(again) == state(vocab)
-    sizes = size_history(store.db, vocab.base_size)
-    assert sizes[-1][1] == vocab.size - len([e for e in a if e[0] == "grow"]) + len([e for e in a if e[0] == "prune"])
-    store.close()
-
-
-def test_a_rolled_back_save_is_written_again(tokenizer, tmp_path):
-    store = Store(tmp_path / "chat.db")
-    vocab = ElasticVocab(tokenizer, fast_cfg())
-    vocab.observe("Remember: Oriel")
-    with store.transaction() as db:
-        vocab.save(db)
-    vocab.observe("Remember: Quillmere")
-    with pytest.raises(RuntimeError), store.transaction() as db:
-        vocab.save(db)
-        raise RuntimeError("the turn failed after the vocabulary was written")
-    vocab.observe("Oriel again")
-    with store.transaction() as db:
-        vocab.save(db)
-    again = ElasticVocab(tokenizer, fast_cfg())
-    again.load(store.db)
-    assert state(again) == state(vocab)
-    assert [e["text"] for e in read_events(store.db)] == [" Quillmere", " Oriel"]
-
-
-def test_rows_saved_for_another_model_are_rebuilt(tiny_cfg, tokenizer, tmp_path, caplog):
-    store = Store(tmp_path / "chat.db")
-    vocab = ElasticVocab(tokenizer, fast_cfg(), tiny_model(tiny_cfg))
-    vocab.observe("Remember: Oriel Vantastad")
-    with store.transaction() as db:
-        vocab.save(db)
-    other_cfg = replace(tiny_cfg.model, tiny=replace(tiny_cfg.model.tiny, seed=1))
-    other = ElasticVocab(tokenizer, fast_cfg(), Controller.from_config(other_cfg).model)
-    with caplog.at_level(logging.WARNING):
-        other.load(store.db)
-    assert "another model" in caplog.text
-    matrix = embedding_matrix(other.model)
-    for t in other.tokens:
-        assert torch.equal(matrix[t.id], matrix[t.pieces[0]])
-    assert state(other)[0] == state(vocab)[0]
-
-
-def test_load_refuses_another_tokenizer(tokenizer, tmp_path):
-    from vocab import VocabError
-
-    store = Store(tmp_path / "chat.db")
-    vocab = ElasticVocab(tokenizer, fast_cfg())
-    vocab.observe("Remember: Oriel")
-    with store.transaction() as db:
-        vocab.save(db)
-    gpt2_like = AutoTokenizer.from_pretrained(ROOT / "data" / "models" / "SmolLM2-135M-Instruct.Q4_1")
-    gpt2_like.add_tokens(["<extra>"])
-    with pytest.raises(VocabError, match="base ids"):
-        ElasticVocab(gpt2_like, fast_cfg()).load(store.db)
-
-
-# ----- a chat turn ------------------------------------------------------------------------------
 
 
 def test_an_agent_turn_grows_tokens_and_stores_the_events_with_the_turn(tmp_path):

@@ -10,8 +10,8 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from chatbot.views import MemoryView
-from memory.memoria import Engram
-from memory.neural_chat import WriteRecord
+from memory.chat_memory import WriteRecord
+from memory.engram_state import Engram
 
 ENGRAM_COLUMNS = ["id", "type", "text", "lifespan", "age", "fire count", "links"]
 WRITE_COLUMNS = ["id", "text", "value it points at", "beta", "status"]

@@ -7,16 +7,19 @@ from dataclasses import dataclass
 
 @dataclass
 class VocabConfig:
-    """Every rate and threshold of the elastic vocabulary (a turn = one observed user message)."""
+    """Every rate and threshold of the elastic vocabulary (a turn = one observed user message).
+
+    Off: the whole vocabulary by `enabled: false`; span growth and fitting at 0; the teaching pattern at "".
+    """
 
     enabled: bool = True  # off: the base tokenizer and matrix are used unchanged (the ablation)
     grow_after: float = 1.8  # a word grows once its count of sightings (decayed per turn) reaches this: 1.8 = twice within ~20 turns
-    span_grow_after: float = 2.7  # two adjacent added words seen together this often (decayed) become one token; 0 disables
+    span_grow_after: float = 2.7  # two adjacent added words seen together this often (decayed) become one token; 0 = off
     min_pieces: int = 2  # a word must currently take at least this many tokens to be worth a new one
-    teaching_pattern: str = r"^\s*(remember|note|learn)\b"  # case-insensitive regex; a match grows the turn's words at once; "" disables
-    init: str = "first"  # row a new token starts from: "first" piece's row (measured best) or "mean" of its pieces' rows
+    teaching_pattern: str = r"^\s*(remember|note|learn)\b"  # case-insensitive regex; a match grows the turn's words at once; "" = off
+    init: str = "first"  # row a new token starts from: its "first" piece's (read best, bench/vocab_growth.py) or the "mean" of its pieces'
     fit_steps: int = 5  # distillation steps on the new rows so the model reads a new token as its pieces; 0 = start row only
-    fit_lr: float = 0.01  # Adam learning rate of those steps (0.03 already overfits one message)
+    fit_lr: float = 0.01  # Adam learning rate of those steps; higher rates overfit the one message
     fit_prefix: str = "<|endoftext|>"  # put before the message when fitting: SmolLM2's document separator, so the text reads as in pretraining
     use_gain: float = 1.0  # strength added each time the user's text uses a token (and each token it is built from)
     grow_strength: float = 2.0  # strength of a token when it is grown

@@ -18,11 +18,13 @@ Each observed user message is one turn (`step`):
   - strengths and counts decay by `decay` per turn; tokens under `prune_below`, and
     the weakest beyond `capacity`, are pruned. Base tokens are never pruned.
 Decay is applied lazily (value at the step it was last set, times decay**age), so a
-turn only touches what it uses and saving writes only what changed.
+turn only touches what it uses, and `changes` (changes.py) holds only what changed for
+storage/vocab.py to save.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import time
@@ -30,10 +32,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from . import persist
+from changes import Changes
+
 from .config import VocabConfig
 from .lexicon import AddedToken, Lexicon
 from .rows import INIT_RULES, FitText, embedding_matrix, fit_rows, initial_rows, is_tied, resize_rows
@@ -45,6 +49,8 @@ log = logging.getLogger(__name__)
 WORD = re.compile(r" ?[^\W\d_]+")
 # Texts of tokens that may join into a span: one or more words, each after one space.
 WORDS = re.compile(r" ?[^\W\d_]+(?: [^\W\d_]+)*")
+# The Changes parts: added tokens by id, candidates by key; grow and prune events are appended.
+TOKENS, CANDIDATES = "tokens", "candidates"
 
 
 class VocabError(RuntimeError):
@@ -74,6 +80,27 @@ class Candidate:
     touched: int
 
 
+@dataclass
+class SavedVocab:
+    """A vocabulary as storage/vocab.py reads it back."""
+
+    base_size: int | None  # the base ids it was grown over; None when nothing was saved
+    step: int
+    fingerprint: str | None  # the model its rows were taken from (`model_fingerprint`)
+    tokens: list[AddedToken]  # in id order
+    rows: list[np.ndarray | None]  # per token: its [H] float32 embedding row; None when saved without a model
+    candidates: dict[str, Candidate]
+    version: float  # the save it came from (Changes.version)
+
+
+def model_fingerprint(model: PreTrainedModel, base_size: int) -> str:
+    """A short hash of some base embedding rows: saved rows only fit the model they came from."""
+    matrix = embedding_matrix(model)
+    index = torch.linspace(0, base_size - 1, 16).long()
+    sample = matrix.detach().index_select(0, index).float().contiguous().numpy()
+    return hashlib.sha256(sample.tobytes() + str(tuple(matrix.shape[1:])).encode()).hexdigest()[:16]
+
+
 class ElasticVocab:
     """Added tokens over a base tokenizer, kept in step with a model's embedding rows.
 
@@ -99,17 +126,10 @@ class ElasticVocab:
         self.lexicon = Lexicon(base_size)
         self.step = 0
         self.candidates: dict[str, Candidate] = {}
-        self.fingerprint = persist.model_fingerprint(model, base_size) if model is not None else ""
+        self.fingerprint = model_fingerprint(model, base_size) if model is not None else ""
         self._teaching = re.compile(cfg.teaching_pattern, re.IGNORECASE) if cfg.teaching_pattern else None
         self._special = set(tokenizer.all_special_ids)
-        # What changed since the last save, and that save's events and number (see persist.save).
-        self.unsaved_events: list[VocabEvent] = []
-        self.last_saved_events: list[VocabEvent] = []
-        self.save_seq = 0
-        self.dirty_tokens: set[int] = set()
-        self.dirty_candidates: set[str] = set()
-        self.dropped_candidates: set[str] = set()
-        self.rewrite_all = False
+        self.changes = Changes()  # parts TOKENS and CANDIDATES, and the events, since the last save
 
     # ----- ids and text -------------------------------------------------------------
 
@@ -208,7 +228,7 @@ class ElasticVocab:
         token.strength = self.strength(token) + self.cfg.use_gain
         token.touched = self.step
         token.uses += 1
-        self.dirty_tokens.add(token_id)
+        self.changes.change(TOKENS, [token_id])
         for p in set(token.pieces):
             if p >= self.base_size:
                 self._use(p)
@@ -217,8 +237,7 @@ class ElasticVocab:
         cand = self.candidates.get(key)
         count = float(times) if cand is None else cand.count * self.cfg.decay ** (self.step - cand.touched) + times
         self.candidates[key] = Candidate(count, self.step)
-        self.dirty_candidates.add(key)
-        self.dropped_candidates.discard(key)
+        self.changes.change(CANDIDATES, [key])
         return count
 
     def _ripe_words(self, text: str, teaching: bool) -> list[tuple[str, list[int]]]:
@@ -272,9 +291,8 @@ class ElasticVocab:
             token = self.lexicon.add(pieces, self.decode(pieces), strength=self.cfg.grow_strength, step=self.step)
             added.append(token)
             self.candidates.pop(text, None)
-            self.dirty_candidates.discard(text)
-            self.dropped_candidates.add(text)
-            self.dirty_tokens.add(token.id)
+            self.changes.remove(CANDIDATES, [text])
+            self.changes.change(TOKENS, [token.id])
         if not added:
             return []
         if self.model is not None:
@@ -290,7 +308,7 @@ class ElasticVocab:
                     lr=self.cfg.fit_lr,
                 )
         events = [self._event("grow", t, user) for t in added]
-        self.unsaved_events += events
+        self.changes.append(events)
         return events
 
     def _fit_text(self, base_ids: list[int]) -> FitText:
@@ -313,9 +331,8 @@ class ElasticVocab:
         if self.model is not None:
             keep = torch.cat([torch.arange(self.base_size), torch.tensor(old_ids, dtype=torch.long)])
             resize_rows(self.model, keep=keep)
-        self.rewrite_all = True
-        self.dirty_tokens.clear()
-        self.unsaved_events += events
+        self.changes.rewrite(TOKENS)  # ids were renumbered
+        self.changes.append(events)
         return events
 
     def detach(self) -> None:
@@ -348,20 +365,44 @@ class ElasticVocab:
         faint = sorted(self.candidates, key=lambda k: self.candidates[k].count * self.cfg.decay ** (self.step - self.candidates[k].touched))
         for key in faint[:over]:
             del self.candidates[key]
-            self.dirty_candidates.discard(key)
-            self.dropped_candidates.add(key)
+            self.changes.remove(CANDIDATES, [key])
 
-    # ----- persistence --------------------------------------------------------------
+    # ----- saved state (storage/vocab.py writes and reads it) ------------------------
 
-    def save(self, db: Any, *, turn_id: int | None = None) -> None:
-        """Write what changed since the last save; call inside the turn's transaction.
+    def token_rows(self, ids: Sequence[int]) -> np.ndarray | None:
+        """[N, H] float32 embedding rows of `ids`; None without a model."""
+        if self.model is None:
+            return None
+        return embedding_matrix(self.model).detach()[list(ids)].float().contiguous().numpy()
 
-        Args:
-            db: a sqlite_utils.Database holding the vocab_* tables.
-            turn_id: the turn row this turn's events belong to, if any.
+    def restore(self, saved: SavedVocab) -> None:
+        """Replace this vocabulary (and the model's added rows) by a saved one.
+
+        Rows saved for a different model (another fingerprint, or none saved) are rebuilt
+        from the tokens' pieces with the configured rule, and rewritten on the next save.
         """
-        persist.save(db, self, turn_id=turn_id)
-
-    def load(self, db: Any) -> None:
-        """Replace this vocabulary (and the model's added rows) by the state saved in `db`."""
-        persist.load(db, self)
+        if saved.base_size is not None and saved.base_size != self.base_size:
+            raise VocabError(
+                f"the saved vocabulary was grown over {saved.base_size} base ids but this model has "
+                f"{self.base_size}; use the database that belongs to this model (store.path), or a new one"
+            )
+        self.lexicon.restore(saved.tokens)
+        self.step = saved.step
+        self.candidates = dict(saved.candidates)
+        self.changes = Changes(saved.version)
+        if self.model is None:
+            return
+        base = embedding_matrix(self.model)[: self.base_size].detach()
+        fits = saved.fingerprint == self.fingerprint and all(r is not None and r.shape == (base.shape[1],) for r in saved.rows)
+        if fits and saved.rows:
+            added = torch.from_numpy(np.stack(saved.rows))
+        elif saved.tokens:
+            log.warning("saved vocabulary rows belong to another model; rebuilding %d rows from their pieces", len(saved.tokens))
+            work = torch.cat([base.float(), torch.zeros(len(saved.tokens), base.shape[1])])
+            for t in saved.tokens:  # in id order, so a token's pieces already have rows
+                work[t.id] = initial_rows(work, [t.pieces], self.cfg.init)[0]
+            added = work[self.base_size :]
+            self.changes.rewrite(TOKENS)  # every token gets its new row on the next save
+        else:
+            added = None
+        resize_rows(self.model, keep=torch.arange(self.base_size), append=added)

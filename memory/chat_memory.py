@@ -17,14 +17,14 @@ words its value points at, its write key, value and beta. The log makes possible
     forgotten sentences had never been said;
   * consolidation: a write is replayed (written again) to strengthen it against
     the interference of later writes.
-The fast weights and the interface's recurrent state are saved per user in table
-`neural_memory`, tagged with the checkpoint that wrote them; a user's memory written
-under another checkpoint is relearned from the log's sentences on load.
+storage/neural.py saves the fast weights and the interface's recurrent state per user
+(table `neural_memory`), tagged with the checkpoint that wrote them, and the log's changed
+writes; a user's memory written under another checkpoint is relearned from the log's
+sentences on load.
 """
 
 from __future__ import annotations
 
-import io
 import logging
 import re
 import threading
@@ -34,9 +34,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import sqlite_utils
 import torch
 
+from changes import Changes
 from text import distinct_words
 
 from .config import ConsolidationConfig, NeuralMemoryConfig
@@ -45,6 +45,8 @@ from .interface import QUESTION, STATEMENT, MemoryModel, load_checkpoint, unit_k
 from .neural import FastWeights
 
 log = logging.getLogger(__name__)
+
+WRITES = "writes"  # the Changes part that holds a user's write log, by write id
 
 
 @dataclass
@@ -99,17 +101,8 @@ class _UserState:
     state: torch.Tensor  # [1, d] the interface's recurrent state
     writes: list[WriteRecord] = field(default_factory=list)
     replays: int = 0  # writes replayed for consolidation so far
-    dirty: set[int] = field(default_factory=set)  # write ids changed since the last save
-    rewrite: bool = False  # the saved log no longer matches (relearned): replace it whole
+    changes: Changes = field(default_factory=Changes)  # part WRITES: write ids changed since the last save
     candidates: tuple[list[str], torch.Tensor] | None = None  # decoding words and their embeddings
-
-
-def _blob(a: np.ndarray | torch.Tensor) -> bytes:
-    return np.asarray(a, dtype="<f4").tobytes()
-
-
-def _array(b: bytes) -> np.ndarray:
-    return np.frombuffer(b, dtype="<f4").copy()
 
 
 class ChatMemory:
@@ -142,7 +135,6 @@ class ChatMemory:
         self.consolidation = consolidation
         self.heads = model.memory_cfg.heads
         self._users: dict[str, _UserState] = {}
-        self._versions: dict[str, float] = {}  # user -> updated_at of the snapshot this copy matches
         self._phrases: dict[str, torch.Tensor] = {}
         # The module holds one user's fast weights at a time: swaps happen under this lock.
         self._lock = threading.RLock()
@@ -231,7 +223,7 @@ class ChatMemory:
                 )
                 step.superseded = self._supersede(state, record)
                 state.writes.append(record)
-                state.dirty.add(record.id)
+                state.changes.change(WRITES, [record.id])
                 state.candidates = None
                 step.write = record
         return step
@@ -250,7 +242,7 @@ class ChatMemory:
     def _supersede(self, state: _UserState, record: WriteRecord) -> list[WriteRecord]:
         """Mark the live writes whose keys this write's key overwrote."""
         live = [w for w in state.writes if w.live]
-        if not live or self.consolidation.supersede_similarity > 1:
+        if not live or self.consolidation.supersede_similarity is None:
             return []
         new = unit_keys(torch.from_numpy(record.key), self.heads)
         old = unit_keys(torch.from_numpy(np.stack([w.key for w in live])), self.heads)
@@ -258,7 +250,7 @@ class ChatMemory:
         gone = [w for w, s in zip(live, similar) if s]
         for w in gone:
             w.superseded_by = record.id
-            state.dirty.add(w.id)
+            state.changes.change(WRITES, [w.id])
         return gone
 
     def _decode(self, state: _UserState, answer: torch.Tensor) -> Recall:
@@ -311,7 +303,7 @@ class ChatMemory:
                 return []
             for w in gone:
                 w.forgotten = True
-                state.dirty.add(w.id)
+                state.changes.change(WRITES, [w.id])
             self._rebuild(state)
             return sorted(gone, key=lambda w: w.id)
 
@@ -350,85 +342,58 @@ class ChatMemory:
             "mean_beta": float(np.mean([w.beta.mean() for w in live])) if live else 0.0,
         }
 
-    # ---- persistence ------------------------------------------------------------------
+    # ---- saved state (storage/neural.py writes and reads it) ------------------------
 
-    def saved_version(self, user: str) -> float:
-        """The snapshot this object's copy of the user matches (0: none)."""
-        return self._versions.get(user, 0.0)
+    @property
+    def rule(self) -> str:
+        """The memory's learning rule ("g" or "p")."""
+        return self.model.memory_cfg.rule
 
-    @staticmethod
-    def stored_version(db: sqlite_utils.Database, user_id: int) -> float:
-        """The user's snapshot in `db` (0: none); differs from `saved_version` when another
-        process saved the user since."""
-        row = db.execute("SELECT updated_at FROM neural_memory WHERE user_id = ?", [user_id]).fetchone()
-        return row[0] if row else 0.0
+    def changes(self, user: str) -> Changes | None:
+        """What changed in the user's write log since the last save (None: nothing held)."""
+        state = self._users.get(user)
+        return None if state is None else state.changes
 
-    def save(self, db: sqlite_utils.Database, user: str, user_id: int) -> None:
-        """Write the user's fast weights and changed writes; call inside `Store.transaction()`."""
+    def snapshot(self, user: str) -> dict[str, torch.Tensor] | None:
+        """The user's fast weights, with the interface's recurrent state ("state" [1, d]) and
+        the writes replayed so far ("replays"); None if this process holds nothing of the user."""
         with self._lock:
             state = self._users.get(user)
             if state is None:
-                return
-            buf = io.BytesIO()
+                return None
             self.model.memory.fast = state.fast
             snapshot = self.model.memory.snapshot()
             snapshot["state"] = state.state.detach().clone()
             snapshot["replays"] = torch.tensor(state.replays)
-            torch.save(snapshot, buf)
-            version = max(time.time(), self._versions.get(user, 0.0) + 1e-6)
-            db["neural_memory"].upsert(
-                {"user_id": user_id, "rule": self.model.memory_cfg.rule, "tag": self.tag, "writes": len(state.writes),
-                 "weights": buf.getvalue(), "updated_at": version},
-                pk="user_id",
-            )
-            self._versions[user] = version
-            if state.rewrite:
-                db.execute("DELETE FROM neural_writes WHERE user_id = ?", [user_id])
-                state.dirty = set(range(len(state.writes)))
-            rows = [self._row(user_id, state.writes[i]) for i in sorted(state.dirty)]
-            if rows:
-                db["neural_writes"].upsert_all(rows, pk=("user_id", "id"))
-            state.dirty.clear()
-            state.rewrite = False
+            return snapshot
 
-    @staticmethod
-    def _row(user_id: int, w: WriteRecord) -> dict:
-        return {
-            "user_id": user_id, "id": w.id, "turn": w.turn, "engram": w.engram, "text": w.text, "value": w.value,
-            "beta": _blob(w.beta), "key": _blob(w.key), "vector": _blob(w.vector),
-            "superseded_by": w.superseded_by, "forgotten": int(w.forgotten), "time": w.time,
-        }
+    def fits(self, rule: str, tag: str) -> bool:
+        """Whether a snapshot saved by a memory with `rule` under weights `tag` loads into this one."""
+        return rule == self.rule and tag == self.tag
 
-    def load(self, db: sqlite_utils.Database, user: str, user_id: int | None) -> None:
-        """Replace the user's in-memory state with the saved one (empty if none).
+    def restore(
+        self, user: str, writes: Sequence[WriteRecord], snapshot: dict[str, torch.Tensor] | None = None, *,
+        version: float = 0.0, written_by: str = "none",
+    ) -> None:
+        """Replace the user's state with a saved one: its write log and, given a `snapshot`
+        that `fits`, its fast weights; `version` is the save they came from.
 
-        A memory saved under other trained weights is relearned: its live sentences are
-        written again, in order, by this checkpoint's interface.
+        Without a snapshot, a memory written by other weights (`written_by`) is relearned:
+        its live sentences are written again, in order, by this checkpoint's interface.
         """
         with self._lock:
             self._users.pop(user, None)
             state = self._user(user)
-            if user_id is None:
-                return
-            rows = db.execute(
-                "SELECT id, turn, engram, text, value, beta, key, vector, superseded_by, forgotten, time "
-                "FROM neural_writes WHERE user_id = ? ORDER BY id", [user_id],
-            ).fetchall()
-            state.writes = [
-                WriteRecord(r[0], r[1], r[2], r[3], r[4], _array(r[5]), _array(r[6]), _array(r[7]), r[8], bool(r[9]), r[10])
-                for r in rows
-            ]
-            saved = db.execute("SELECT rule, tag, weights, updated_at FROM neural_memory WHERE user_id = ?", [user_id]).fetchone()
-            self._versions[user] = saved[3] if saved else 0.0
-            if saved and saved[0] == self.model.memory_cfg.rule and saved[1] == self.tag:
-                snap = torch.load(io.BytesIO(saved[2]), weights_only=True)
-                self.model.memory.load_snapshot(snap)
+            state.writes = list(writes)
+            state.changes = Changes(version)
+            if snapshot is not None:
+                self.model.memory.load_snapshot(snapshot)
                 state.fast = self.model.memory.fast
-                state.state = snap["state"]
-                state.replays = int(snap["replays"])
+                state.state = snapshot["state"]
+                state.replays = int(snapshot["replays"])
             elif state.writes:
                 log.warning("user %r: neural memory was written by other weights (%s); relearning %d sentences",
-                            user, saved[1] if saved else "none", len(state.writes))
+                            user, written_by, len(state.writes))
                 self.relearn(user)
 
     def relearn(self, user: str) -> None:
@@ -446,7 +411,7 @@ class ChatMemory:
             state.writes, state.candidates, state.replays = [], None, 0
             for (text, turn, engram), features in zip(sentences, self.featurize([t for t, _, _ in sentences])):
                 self.step(user, text, features, question=False, turn=turn, engram=engram)
-            state.rewrite = True  # the old rows give way to these on the next save
+            state.changes.rewrite(WRITES)  # the old rows give way to these on the next save
             return list(state.writes)
 
     @torch.inference_mode()

@@ -1,0 +1,92 @@
+"""chatbot/notes.py: which remembered statements become notes, cue words and answer words."""
+
+import pytest
+import torch
+
+from chatbot.config import ChatConfig
+from chatbot.notes import answer_words, choose_notes, cue_words, rank_notes, without_names
+from memory.engram_state import Engram, EngramType
+
+
+def notes_of(chat, reminded, closeness, cues=()):
+    return choose_notes([], reminded, closeness, cues, None, chat, from_reads=False)
+
+
+@pytest.mark.parametrize(
+    ("margin", "closeness", "expected"),
+    [
+        (0.0, [0.80, 0.75, 0.60], ["Bram works at Quillmere."]),  # closest only
+        (0.1, [0.80, 0.75, 0.60], ["Actually, Bram now works at Zentrifol."]),  # the newer one within the margin
+        (0.1, [0.80, 0.65, 0.60], ["Bram works at Quillmere."]),  # a later statement too far off loses
+    ],
+)
+def test_notes_prefer_the_newest_of_the_nearly_closest(margin, closeness, expected):
+    chat = ChatConfig(max_notes=1, note_recency_margin=margin)
+    texts = ["Bram works at Quillmere.", "Actually, Bram now works at Zentrifol.", "Where does Bram work?"]
+    reminded = [Engram(i, EngramType.SHORTTERM, t, i + 1, 10.0, 1, 1, {}) for i, t in enumerate(texts)]
+    closeness = [*closeness[:2], 0.95]  # the earlier question is closest but never a note
+    assert notes_of(chat, reminded, closeness)[0] == expected
+
+
+def test_notes_are_the_statements_naming_whom_the_question_is_about():
+    chat = ChatConfig(max_notes=1, note_recency_margin=0.1)
+    texts = ["Kora works at Quillmere.", "Bram works at Zentrifol.", "Bram's sister is Kora.", "Where does Bram work?"]
+    reminded = [Engram(i, EngramType.SHORTTERM, t, i + 1, 10.0, 1, 1, {}) for i, t in enumerate(texts)]
+    closeness = [0.9, 0.7, 0.3, 0.95]  # a look-alike fact about someone else is the closest
+    assert notes_of(chat, reminded, closeness)[0] == ["Kora works at Quillmere."]  # no names given
+    assert notes_of(chat, reminded, closeness, ("bram",))[0] == ["Bram works at Zentrifol."]
+    # among the statements naming Bram, the newest within the margin of the closest of them
+    closeness = [0.9, 0.7, 0.65, 0.95]
+    assert notes_of(chat, reminded, closeness, ("bram",))[0] == ["Bram's sister is Kora."]
+
+
+def test_a_later_statement_like_an_earlier_one_supersedes_it_as_the_note():
+    texts = ["Bram lives in Vantastad.", "Bram works at Zentrifol.", "Bram moved to Quillmere.", "Kora lives in Oldport."]
+    vectors = torch.nn.functional.normalize(torch.tensor([[1.0, 0.0, 0.1], [0.0, 1.0, 0.1], [0.8, 0.2, 0.3], [1.0, 0.0, 0.0]]), dim=-1)
+    candidates = [(i, t, close) for i, (t, close) in enumerate(zip(texts, [0.85, 0.40, 0.60, 0.9]))]
+    order = rank_notes(candidates, ("bram",), 0.0, vectors=vectors, link=0.9)
+    # the move supersedes the home it is like, as close to the question as it; the fact it replaced goes last
+    assert [texts[i] for i in order] == [texts[2], texts[1], texts[3], texts[0]]
+    assert [texts[i] for i in rank_notes(candidates, ("bram",), 0.0)] == [texts[0], texts[2], texts[1], texts[3]]
+    # a statement supersedes only one naming the same people, and only for a question that names someone
+    assert rank_notes(candidates, ("bram", "kora"), 0.0, vectors=vectors, link=0.9) == [3, 2, 1, 0]
+    assert rank_notes(candidates, (), 0.0, vectors=vectors, link=0.9) == [3, 0, 2, 1]
+    # asked about work, the closest chain is the work fact, which nothing superseded
+    candidates = [(i, t, close) for i, (t, close) in enumerate(zip(texts, [0.5, 0.8, 0.45, 0.2]))]
+    assert texts[rank_notes(candidates, ("bram",), 0.0, vectors=vectors, link=0.9)[0]] == texts[1]
+
+
+def test_without_names_masks_whole_words_only():
+    assert without_names("What company pays Kedar? kedar's code is 4417, not 44170 or Kedarx.", ("kedar", "4417")) == (
+        "What company pays someone? someone's code is someone, not 44170 or Kedarx."
+    )
+
+
+@pytest.mark.parametrize(
+    ("message", "cues"),
+    [
+        ("Where does Oriel live?", ("oriel",)),
+        ("What's Alahia's pet's name?", ("alahia",)),
+        ("Remind me of Maize's locker code.", ("maize",)),
+        ("Tell me what Bram and Kora said.", ("bram", "kora")),
+        ("Remember: my PIN is 4411.", ("pin", "4411")),
+        ("I went for a long walk yesterday.", ()),
+        ("How are you? What do you know?", ()),
+    ],
+)
+def test_cue_words_are_the_names_and_numbers_a_message_mentions(message, cues):
+    assert cue_words(message) == cues
+
+
+@pytest.mark.parametrize(
+    ("message", "notes", "expected"),
+    [
+        ("Where does Oriel live?", ["Oriel moved to Quillmere.", "Bram works at Bobcorp."], ["moved", "to", "Quillmere"]),
+        ("What's Oriel's locker code?", ["The code of Oriel's locker is 4411."], ["The", "of", "is", "4411"]),
+        ("Oriel moved to Quillmere.", ["Oriel lives in Vantastad."], []),  # a statement answers nothing
+        ("How are you today?", ["Oriel moved to Quillmere."], []),  # asks about no one
+        ("Where does Bram work?", ["Oriel moved to Quillmere."], []),  # the notes are about someone else
+    ],
+)
+def test_answer_words_come_from_the_notes_about_whom_a_question_asks(message, notes, expected):
+    assert answer_words(message, notes) == expected
