@@ -34,6 +34,11 @@ Also measured: accuracy after a restart between teaching and asking (a new Agent
 on the same SQLite file), the share of questions whose teaching sentence was in the
 prompt (`notes_hit`), time per stage, and, without the LM, the neural memory's own
 decoding accuracy among each dialogue's words with its write and read time.
+With --frozen, the frozen hand-written set (bench/data/frozen, reported only, never
+tuned on) is run instead of the generated dialogues: conversations with restarts where
+marked, scored as recall, latest value, after restart, not told and wrong value claimed,
+and on its long conversations whether the answering message was among the notes and
+whether a reply repeats a fragment over and over.
 With --untold K, after its questions each dialogue (not the restart's) is asked K more
 about a relation never taught of someone it taught something else of ("Where does
 Oriel work?" when only her home was taught): a reply holding any value the dialogue
@@ -49,7 +54,6 @@ import argparse
 import copy
 import json
 import random
-import re
 import statistics
 import sys
 import tempfile
@@ -64,6 +68,7 @@ from chatbot.turn import MEMORY_STAGES
 from memory.chat_memory import ChatMemory
 from storage import Store
 from training.episodes import Episode, TeachRecall
+from training.frozen import NOT_TOLD, Conversation, load_frozen, score
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -87,9 +92,43 @@ SYSTEMS = {
 NAMES_FILE = ROOT.parent / "shared" / "data" / "names" / "names.txt"
 SIZES = (10, 50, 200)
 RESTART_FACTS = 20
-# How the adapter's replies say they were not told, and the base model's "I don't know"s.
-NOT_TOLD = re.compile(r"\b(?:don't|do not|haven't|have not|didn't|did not|not sure|no idea|can't recall|cannot recall)\b",
-                      re.IGNORECASE)
+
+def run_frozen(make_agent, conversations: list[Conversation], name: str) -> dict:
+    """Every frozen conversation through fresh agents (a new one at each restart); each
+    scored question's outcome, and all replies."""
+    scored, replies = [], []
+    for conversation in conversations:
+        agent, user = make_agent(), f"{name}-{conversation.name}"
+        for turn in conversation.turns:
+            if turn.restart:
+                agent.close()
+                agent = make_agent()
+                continue
+            reply = say(agent, user, turn.text)
+            replies.append({"user": user, "text": turn.text, "reply": reply.text})
+            if turn.kind:
+                scored.append({**score(turn, reply.text, reply.memory.get("notes", [])), "long": conversation.long})
+        agent.close()
+
+    def share(items: list[dict], key: str = "right") -> float | None:
+        return round(sum(q[key] for q in items) / len(items), 4) if items else None
+
+    short = [q for q in scored if not q["long"]]
+    long = [q for q in scored if q["long"]]
+    asked = [q for q in short if q["kind"] != "not_told"]
+    return {
+        "frozen_recall": share([q for q in short if q["kind"] == "recall"]),
+        "frozen_latest": share([q for q in short if q["kind"] == "latest"]),
+        "frozen_after_restart": share([q for q in asked if q["after_restart"]]),
+        "frozen_not_told": share([q for q in short if q["kind"] == "not_told"]),
+        "frozen_wrong_value": share([q for q in short if q["kind"] == "not_told"], "claims"),
+        "frozen_notes_hit": share(asked, "hit"),
+        "frozen_long_right": share([q for q in long if q["kind"] != "not_told"]),
+        "frozen_long_notes_hit": share([q for q in long if q["kind"] != "not_told"], "hit"),
+        "frozen_long_repeats": share(long, "repeats"),
+        "frozen_questions": len(scored),
+        "replies": replies,
+    }
 
 
 def configured(base: Config, changes: dict, max_new_tokens: int) -> Config:
@@ -237,11 +276,14 @@ def main() -> None:
     parser.add_argument("--people", type=int, default=0, help="facts about this many people, several each (0 = someone new each)")
     parser.add_argument("--split", default="test", choices=("val", "test"), help="val to choose settings on, test to report")
     parser.add_argument("--untold", type=int, default=0, help="questions per dialogue about facts never taught (0 = none)")
+    parser.add_argument("--frozen", action="store_true", help="run the frozen hand-written set instead (reported only)")
     parser.add_argument("--replies", help="write every turn's message and reply, per system, to this JSON file")
     parser.add_argument("--max-new-tokens", type=int, default=48, help="reply length cap (answers come first)")
     args = parser.parse_args()
     base = load_config(args.config)
     controller = Controller.from_config(base.model)
+    if args.frozen:
+        return main_frozen(args, base, controller)
     people = args.people or None
     if args.quick:
         plan = dialogues(args.seed, {3: 1}, people, args.split)
@@ -298,6 +340,37 @@ def main() -> None:
             print(f"| {name} | {r['untold_questions']} | {pct(r['untold_wrong_value'])} | {pct(r['untold_not_told'])} |")
     print(f"total {time.perf_counter() - started:.0f} s")
     print("RESULT " + json.dumps({**results, "memory_only_decoding": alone, "people": people, "quick": args.quick}))
+
+
+def main_frozen(args: argparse.Namespace, base: Config, controller: Controller) -> None:
+    conversations = load_frozen()
+    if args.quick:  # the first short conversation only
+        conversations = conversations[:1]
+    names = [s.strip() for s in args.systems.split(",") if s.strip()]
+    started, results, replies = time.perf_counter(), {}, {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in names:
+            cfg, db = configured(base, SYSTEMS[name], args.max_new_tokens), Path(tmp) / f"{name}.db"
+            t0 = time.perf_counter()
+            results[name] = run_frozen(lambda: Agent(cfg, controller, Store(db)), conversations, name)
+            replies[name] = results[name].pop("replies")
+            print(f"  {name}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+    if args.replies:
+        Path(args.replies).write_text(json.dumps(replies, indent=1))
+
+    def pct(x: float | None) -> str:
+        return "-" if x is None else f"{100 * x:.1f}%"
+
+    keys = ["frozen_recall", "frozen_latest", "frozen_after_restart", "frozen_not_told", "frozen_wrong_value",
+            "frozen_notes_hit", "frozen_long_right", "frozen_long_notes_hit", "frozen_long_repeats"]
+    print(f"Frozen hand-written set ({len(conversations)} conversations, reported only); controller: {base.model.source} "
+          f"{base.model.package}{' + adapter' if base.model.adapter else ''}; replies capped at {args.max_new_tokens} tokens")
+    print("| system | " + " | ".join(k.removeprefix("frozen_") for k in keys) + " | questions |")
+    print("|" + "---|" * (len(keys) + 2))
+    for name, r in results.items():
+        print(f"| {name} | " + " | ".join(pct(r[k]) for k in keys) + f" | {r['frozen_questions']} |")
+    print(f"total {time.perf_counter() - started:.0f} s")
+    print("RESULT " + json.dumps({**results, "quick": args.quick}))
 
 
 if __name__ == "__main__":

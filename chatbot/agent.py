@@ -60,24 +60,28 @@ class Agent:
         store: the SQLite store.
     """
 
-    def __init__(self, cfg: Config, controller: Controller, store: Store) -> None:
+    def __init__(self, cfg: Config, controller: Controller, store: Store, *, memories: Memories | None = None) -> None:
         self.cfg = cfg
         self.controller = controller
         self.store = store
-        self.memories = Memories(cfg, controller, store)
+        self.memories = memories or Memories(cfg, controller)
+        self.memories.open(store)
         self.turn = Turn(cfg, controller, self.memories)
         self._user_locks: dict[str, threading.Lock] = {}
         self._locks_lock = threading.Lock()
 
     @classmethod
     def from_config(cls, path: str | Path, *, db: str | Path | None = None) -> "Agent":
-        """Load the config at `path`, its model, and the database (`db` overrides store.path)."""
+        """Load the config at `path`, its model and memories, and last the database (`db`
+        overrides store.path), so a start that fails on anything else never creates or changes it."""
         cfg = load_config(path)
         if db is not None:
             cfg.store.path = str(db)
+        controller = Controller.from_config(cfg.model)
+        memories = Memories(cfg, controller)
         store = Store(cfg.store.path, busy_timeout_s=cfg.store.busy_timeout_s)
         try:
-            return cls(cfg, Controller.from_config(cfg.model), store)
+            return cls(cfg, controller, store, memories=memories)
         except BaseException:
             store.close()
             raise
@@ -111,7 +115,7 @@ class Agent:
         side), with the user's memories loaded; yields the user's row id."""
         with self._locks_lock:
             lock = self._user_locks.setdefault(user, threading.Lock())
-        with lock:
+        with lock, self.store.user_lock(user):
             yield self.memories.load(user)
 
     # ---- chat ------------------------------------------------------------------------------

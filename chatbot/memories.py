@@ -35,27 +35,25 @@ Features = list[tuple[list[int], torch.Tensor, torch.Tensor]]  # per sentence: t
 class Memories:
     """Every user's memories in this process.
 
+    Built in two steps, so that a start that fails on a checkpoint never touches the
+    database: the parts (checkpoints loaded), then `open(store)`.
+
     Args:
         cfg: the configuration; its switches decide which parts exist.
         controller: the language model (features, and the rows the vocabulary grows).
-        store: the database the parts are loaded from and saved to.
     """
 
-    def __init__(self, cfg: Config, controller: Controller, store: Store) -> None:
+    def __init__(self, cfg: Config, controller: Controller) -> None:
         m = cfg.memoria
         if m.vector not in ("key", "hidden", "sentence") or m.reward not in ("attention", "uniform") or m.unit not in ("sentence", "message"):
             raise ValueError(
                 f"memoria.vector must be key, hidden or sentence, memoria.reward attention or uniform, memoria.unit sentence "
                 f"or message; got {m.vector!r}, {m.reward!r}, {m.unit!r}"
             )
-        self.cfg, self.controller, self.store = cfg, controller, store
-        # The elastic vocabulary, shared by all users like the model it resizes; restored from the store.
-        self.vocab: ElasticVocab | None = None
-        if cfg.vocab.enabled:
-            self.vocab = ElasticVocab(controller.tokenizer, cfg.vocab, controller.model)
-            with controller.lock:
-                load_vocab(store.db, self.vocab)
-            controller.vocab = self.vocab
+        self.cfg, self.controller = cfg, controller
+        self.store: Store | None = None  # set by open()
+        # The elastic vocabulary, shared by all users like the model it resizes; restored from the store by open().
+        self.vocab = ElasticVocab(controller.tokenizer, cfg.vocab, controller.model) if cfg.vocab.enabled else None
         # The memory interface runs when the neural memory is on, or when it gives Memoria its keys.
         self.neural: ChatMemory | None = None
         if cfg.neural_memory.enabled or (m.enabled and m.vector == "key"):
@@ -76,13 +74,25 @@ class Memories:
         self.retrieval = RetrievalIndex(self.sentences) if cfg.retrieval.enabled else None
         self._loaded: set[str] = set()
 
+    def open(self, store: Store) -> None:
+        """Read and write users' memories in `store`; the vocabulary is restored from it now."""
+        self.store = store
+        if self.vocab is not None:
+            with self.controller.lock:
+                load_vocab(store.db, self.vocab)
+            self.controller.vocab = self.vocab
+
     def _chat_memory(self) -> ChatMemory:
         cfg = self.cfg
         path = cfg.neural_memory.checkpoint
         if path:
             if not Path(path).is_file():
                 raise ModelLoadError(f"neural_memory.checkpoint {path} does not exist; train one with train_meta.py or set it to \"\"")
-            return ChatMemory.from_checkpoint(path, self.controller, cfg=cfg.neural_memory, consolidation=cfg.consolidation)
+            try:
+                return ChatMemory.from_checkpoint(path, self.controller, cfg=cfg.neural_memory, consolidation=cfg.consolidation)
+            except Exception as exc:  # torch, pickle and shape errors alike: a damaged, foreign or wrong-width file
+                raise ModelLoadError(f"neural_memory.checkpoint {path} cannot be used with this model ({exc}); "
+                                     "retrain it with train_meta.py or set it to \"\"") from None
         # No checkpoint: an untrained memory of the configured shape, seeded so it is the same every start.
         with torch.random.fork_rng():
             torch.manual_seed(0)

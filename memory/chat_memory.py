@@ -47,6 +47,7 @@ from .neural import FastWeights
 log = logging.getLogger(__name__)
 
 WRITES = "writes"  # the Changes part that holds a user's write log, by write id
+LEARN_CHUNK = 32  # sentences featurized at once when a user's memory is told again (an import)
 
 
 @dataclass
@@ -409,8 +410,12 @@ class ChatMemory:
             state = self._user(user)
             state.fast, state.state = self.model.memory.initial_state(1), self._zero_state()
             state.writes, state.candidates, state.replays = [], None, 0
-            for (text, turn, engram), features in zip(sentences, self.featurize([t for t, _, _ in sentences])):
+        # A chunk at a time, the shared locks given back between: a long import never holds other users' turns for long.
+        for start in range(0, len(sentences), LEARN_CHUNK):
+            chunk = sentences[start : start + LEARN_CHUNK]
+            for (text, turn, engram), features in zip(chunk, self.featurize([t for t, _, _ in chunk])):
                 self.step(user, text, features, question=False, turn=turn, engram=engram)
+        with self._lock:
             state.changes.rewrite(WRITES)  # the old rows give way to these on the next save
             return list(state.writes)
 

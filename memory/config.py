@@ -7,6 +7,7 @@ from YAML with every key checked. A part is off by `enabled: false`; a path "" m
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 
 @dataclass
@@ -14,7 +15,7 @@ class NeuralMemoryConfig:
     """The meta-learned neural memory (MNM): an MLP whose fast weights are the memory."""
 
     enabled: bool = True  # false: answers come from the interface state alone (the no-memory ablation)
-    rule: str = "g"  # "g": one gradient step per write (MNM-g); "p": learned local layer-wise rule (MNM-p)
+    rule: Literal["g", "p"] = "g"  # "g": one gradient step per write (MNM-g); "p": learned local layer-wise rule (MNM-p)
     heads: int = 4  # independent MLPs, each holding one slice of every key and value
     key_dim: int = 128  # total key width, split evenly across heads (the shipped checkpoint's)
     hidden_dim: int = 256  # hidden units per head in each hidden layer (the shipped checkpoint's)
@@ -66,11 +67,11 @@ class MemoriaConfig:
     num_final_ltms: int = 4  # long-term engrams reminded per turn, closest first
     initial_lifespan: float = 400.0  # turns a new engram lives unless reminded (paper: 9 segments; a chat turn is longer)
     lifespan_scale: float = 8.0  # lifespan a reminded engram earns when the reply used it as much as the average one (paper: 8)
-    reward: str = "attention"  # lifespan reward from "attention" of the reply to the engram's prompt span, or "uniform"
+    reward: Literal["attention", "uniform"] = "attention"  # lifespan reward from "attention" of the reply to the engram's prompt span, or "uniform"
     max_links: int = 64  # co-fire links kept per engram
     # engram vectors: "sentence" (all-MiniLM-L6-v2, the closest to a fact's question), "key" (learned keys), "hidden" (mean state)
-    vector: str = "sentence"
-    unit: str = "sentence"  # an engram per "sentence", or per "message" (its sentences' vectors averaged)
+    vector: Literal["key", "hidden", "sentence"] = "sentence"
+    unit: Literal["sentence", "message"] = "sentence"  # an engram per "sentence", or per "message" (its sentences' vectors averaged)
 
 
 @dataclass

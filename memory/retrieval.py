@@ -39,15 +39,15 @@ class SentenceEncoder:
     def __call__(self, texts: list[str]) -> torch.Tensor:
         """Unit-length sentence vectors. texts: N strings -> [N, 384]."""
         out = []
-        with self.lock:
-            for start in range(0, len(texts), self.batch_size):
+        for start in range(0, len(texts), self.batch_size):
+            with self.lock:  # a batch at a time: a long import never holds other users' turns for long
                 batch = self.tokenizer(
                     texts[start : start + self.batch_size], padding=True, truncation=True, max_length=256, return_tensors="pt"
                 )
                 hidden = self.model(**batch).last_hidden_state
-                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-                out.append(torch.nn.functional.normalize(pooled, dim=-1))
+            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            out.append(torch.nn.functional.normalize(pooled, dim=-1))
         return torch.cat(out) if out else torch.zeros(0, self.dim)
 
 

@@ -12,7 +12,10 @@ engrams, vocabulary, neural memory) commits together or not at all.
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import hashlib
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -58,6 +61,9 @@ class Store:
         path: the database file; its folder is created if missing.
         busy_timeout_s: how long a write waits for another process's lock.
     """
+
+    # A user's turn may run this long in another process (a long reply on a busy machine) before one here gives up.
+    USER_WAIT_S = 300.0
 
     def __init__(self, path: str | Path, *, busy_timeout_s: float = 5.0) -> None:
         self.path = Path(path)
@@ -202,6 +208,28 @@ class Store:
             "WHERE u.name = ? ORDER BY t.id DESC LIMIT ?", [user, limit],
         ).fetchall()
         return [json.loads(meta or "{}") for (meta,) in rows]
+
+    @contextlib.contextmanager
+    def user_lock(self, user: str, *, timeout_s: float | None = None) -> Iterator[None]:
+        """Hold `user` against every other process and Store on this file (the app and the
+        command line): one loads, changes and saves the user's memories while the other waits,
+        so neither overwrites what the other saved. Different users never wait for each other."""
+        locks = self.path.with_name(self.path.name + ".locks")
+        locks.mkdir(exist_ok=True)
+        fd = os.open(locks / (hashlib.sha256(user.encode()).hexdigest()[:32] + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            deadline = time.monotonic() + (self.USER_WAIT_S if timeout_s is None else timeout_s)
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise StoreError(f"user {user!r} is busy in another process using {self.path}; try again") from None
+                    time.sleep(0.05)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
 
     def close(self) -> None:
         """Close every thread's connection."""

@@ -150,3 +150,25 @@ def test_a_bad_import_file_is_refused_and_changes_nothing(tmp_path, tiny_control
         agent.import_memory("ann", read_memory_file(json.dumps(data)))
     assert agent.store.db.execute("SELECT COUNT(*), SUM(LENGTH(vector)) FROM engrams").fetchone() == before
     agent.close()
+
+
+@pytest.mark.parametrize("checkpoint", ["missing.pt", "broken.pt"])
+def test_a_start_that_fails_on_a_checkpoint_never_touches_the_database(tmp_path, tiny_config_file, checkpoint):
+    import sqlite3
+
+    from chatbot import ModelLoadError
+
+    (tmp_path / "broken.pt").write_bytes(b"not a checkpoint")
+    config = tmp_path / "c.yaml"
+    text = tiny_config_file.read_text(encoding="utf-8").replace('checkpoint: ""', f"checkpoint: {tmp_path / checkpoint}")
+    config.write_text(text, encoding="utf-8")
+    fresh, journal = tmp_path / "new.db", tmp_path / "journal.db"
+    conn = sqlite3.connect(journal)  # a database in rollback-journal mode, as another program may leave it
+    conn.execute("CREATE TABLE t (x)")
+    conn.commit()
+    conn.close()
+    before = journal.read_bytes()
+    for db in (fresh, journal):
+        with pytest.raises(ModelLoadError, match="neural_memory.checkpoint"):
+            Agent.from_config(config, db=db)
+    assert not fresh.exists() and journal.read_bytes() == before

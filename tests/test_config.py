@@ -108,3 +108,18 @@ def test_training_config_keys_are_checked(config_copy):
     assert "meta_train.adapter.rnk" in str(err.value) and str(path) in str(err.value)
     with pytest.raises(ConfigError, match=r"meta_train\.losses\.meta"):
         load_training_config(config_copy("meta_train:\n  losses:\n    meta: high\n"))
+
+
+@pytest.mark.parametrize(
+    "text, key",
+    [
+        ("memoria:\n  vector: words\n", "memoria.vector"),
+        ("neural_memory:\n  rule: q\n", "neural_memory.rule"),
+        ("model:\n  source: hub\n", "model.source"),
+        ("generation:\n  max_new_tokens: -5\n", "generation.max_new_tokens"),
+        ("chat:\n  max_message_chars: 0\n", "chat.max_message_chars"),
+    ],
+)
+def test_a_value_out_of_its_choices_or_range_names_the_key(config_copy, text, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_config(config_copy(text))

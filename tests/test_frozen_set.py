@@ -138,3 +138,20 @@ def test_long_totals(path: Path):
     scored = [t for t in turns(conv) if "ask" in t]
     assert len(scored) >= 25
     assert {t["kind"] for t in scored} == KINDS, "long ones have recall, corrected plans and never-told"
+
+
+def test_the_loader_keeps_every_turn_and_marks_questions_after_a_restart():
+    from training.frozen import load_frozen, score
+
+    conversations = load_frozen()
+    assert len(conversations) == len(list(FROZEN.glob("*.json"))) and not conversations[0].long and conversations[-1].long
+    for c in conversations:
+        first = next(i for i, t in enumerate(c.turns) if t.restart)
+        assert all(t.after_restart for t in c.turns[first:] if t.kind) and not any(t.after_restart for t in c.turns[:first])
+    asked = next(t for c in conversations for t in c.turns if t.kind == "latest")
+    assert score(asked, f"It is {asked.expect[0].upper()} now.", [asked.source]) | {"after_restart": None} == {
+        "kind": "latest", "right": True, "claims": False, "after_restart": None, "hit": True, "repeats": False}
+    untold = next(t for c in conversations for t in c.turns if t.kind == "not_told")
+    assert score(untold, "You haven't told me that yet.", [])["right"]
+    assert not score(untold, f"I don't know, maybe {untold.stale[0]}?", [])["right"]
+    assert score(untold, "1515151515151515", [])["repeats"]

@@ -77,3 +77,41 @@ def test_engrams_saved_with_other_vectors_are_re_embedded_on_load(tmp_path, tiny
     third.memories.load("ann")  # saved as sentence vectors: loaded as they are
     assert torch.allclose(third.memories.memoria.vectors("ann", [e.id for e in engrams]), vectors, atol=1e-6)
     third.close()
+
+
+def test_two_processes_on_one_user_take_turns_and_lose_nothing(tmp_path, tiny_controller):
+    # Two Agents on one file stand for the app and the command line: a Store each, a lock each.
+    import threading
+
+    app, cli = make_agent(tmp_path, tiny_controller), make_agent(tmp_path, tiny_controller)
+    app.chat("ann", "Oriel lives in Vantastad.")
+    turn = app.chat_stream("ann", "Bram works at Quillmere.")
+    next(turn)  # the app's turn is under way: ann's memories are loaded and about to change
+    other = threading.Thread(target=cli.chat, args=("ann", "Kora keeps two parrots."))
+    other.start()
+    other.join(timeout=3)
+    assert other.is_alive()  # the command line waits for the app's turn to end
+    for _ in turn:
+        pass
+    other.join(timeout=120)
+    assert not other.is_alive()
+    fresh = make_agent(tmp_path, tiny_controller)
+    texts = [w.text for w in fresh.memory_view("ann").writes]
+    assert texts == ["Oriel lives in Vantastad.", "Bram works at Quillmere.", "Kora keeps two parrots."]
+    for agent in (app, cli, fresh):
+        agent.close()
+
+
+def test_a_user_busy_in_another_process_is_one_clear_error(tmp_path, tiny_controller):
+    import pytest
+    from storage import StoreError
+
+    app, cli = make_agent(tmp_path, tiny_controller), make_agent(tmp_path, tiny_controller)
+    with app.store.user_lock("ann"):
+        with pytest.raises(StoreError, match="busy"):
+            with cli.store.user_lock("ann", timeout_s=0.2):
+                pass
+        with cli.store.user_lock("bob", timeout_s=0.2):  # other users never wait
+            pass
+    app.close()
+    cli.close()
