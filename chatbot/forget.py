@@ -7,7 +7,10 @@ from dataclasses import dataclass
 
 from text import words
 
-_FORGET = re.compile(r"^\s*(please\s+)?forget\b[\s,:]*(?P<what>.*)$", re.IGNORECASE | re.DOTALL)
+# "forget" as a word of its own ("Forget-me-nots grow here." asks nothing).
+_FORGET = re.compile(r"^\s*(please\s+)?forget(?![\w-])[\s,:]*(?P<what>.*)$", re.IGNORECASE | re.DOTALL)
+# "Forget it", "forget about that": a brush-off, not a request to forget anything.
+_BRUSH_OFF = re.compile(r"^(about\s+)?(it|that|this)\s*([,.!;]|$)", re.IGNORECASE)
 _EVERYTHING = re.compile(r"^(everything|all|all of it|it all|all memories|everything you know)\W*$", re.IGNORECASE)
 # Words of a request that say how to forget, not what.
 STOP_WORDS = {
@@ -47,6 +50,8 @@ def forget_request(text: str) -> ForgetRequest | None:
     what = m.group("what").strip()
     if not what or _EVERYTHING.match(what):
         return ForgetRequest(True, ())
+    if _BRUSH_OFF.match(what) or "?" in what:
+        return None  # "Forget it, where does Oriel live?" asks a question
     content = tuple(w for w in words(what) if w.lower() not in STOP_WORDS)
     # "Oriel's" names Oriel: the possessive is not a word of its own
     content = tuple(w for w in content if w.lower() != "s")

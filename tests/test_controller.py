@@ -4,12 +4,8 @@ import pytest
 import torch
 from transformers import SequenceBiasLogitsProcessor
 
-from chatbot import Controller, ModelLoadError, load_config
-from chatbot.config import GenerationConfig, ModelConfig
+from chatbot.config import GenerationConfig
 from chatbot.controller import Generation
-from chatbot.loading import _convert_gguf, find_package_gguf
-
-from .conftest import TINY
 
 GREEDY = GenerationConfig(max_new_tokens=8)
 
@@ -82,57 +78,6 @@ def test_concurrent_requests_are_serialised(tiny_controller):
     for t in threads:
         t.join()
     assert results == [expected] * 4
-
-
-def test_tiny_model_is_reproducible():
-    cfg = load_config(TINY).model
-    a, b = Controller.from_config(cfg), Controller.from_config(cfg)
-    assert torch.equal(a.model.lm_head.weight, b.model.lm_head.weight)
-
-
-def test_missing_model_package_is_a_clear_error():
-    with pytest.raises(ModelLoadError, match="not installed"):
-        find_package_gguf("no-such-model-package")
-
-
-def test_missing_local_model_dir_is_a_clear_error(tmp_path):
-    with pytest.raises(ModelLoadError, match="not a Hugging Face model directory"):
-        Controller.from_config(ModelConfig(source="local", path=str(tmp_path / "nope")))
-
-
-def test_unknown_source_and_dtype(tmp_path):
-    with pytest.raises(ModelLoadError, match="model.source"):
-        Controller.from_config(ModelConfig(source="hub"))
-    with pytest.raises(ModelLoadError, match="model.dtype"):
-        Controller.from_config(ModelConfig(source="tiny", dtype="float99"))
-
-
-def test_corrupt_gguf_is_a_clear_error_and_leaves_no_cache(tmp_path):
-    bad = tmp_path / "model.gguf"
-    bad.write_bytes(b"GGUF" + b"\x00" * 64)
-    target = tmp_path / "cache" / "model"
-    with pytest.raises(ModelLoadError, match="cannot be read"):
-        _convert_gguf(bad, target)
-    assert not target.exists()
-
-
-def test_corrupt_weights_in_local_dir_are_a_clear_error(tmp_path, tiny_controller):
-    directory = tmp_path / "model"
-    tiny_controller.model.save_pretrained(directory)
-    tiny_controller.tokenizer.save_pretrained(directory)
-    weights = directory / "model.safetensors"
-    weights.write_bytes(weights.read_bytes()[:1000])
-    with pytest.raises(ModelLoadError, match="cannot be loaded"):
-        Controller.from_config(ModelConfig(source="local", path=str(directory)))
-
-
-def test_local_model_dir_loads(tmp_path, tiny_controller):
-    directory = tmp_path / "model"
-    tiny_controller.model.save_pretrained(directory)
-    tiny_controller.tokenizer.save_pretrained(directory)
-    local = Controller.from_config(ModelConfig(source="local", path=str(directory), adapter=""))  # the shipped LoRA fits SmolLM2 only
-    ids = prompt(local)
-    assert "".join(local.generate(ids, gen=GREEDY)) == "".join(tiny_controller.generate(ids, gen=GREEDY))
 
 
 def biased(controller, bias: dict, reply: list[int]) -> torch.Tensor:
