@@ -5,10 +5,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+import pysbd
+
 # A word is a run of letters and digits: "Oriel's" is "Oriel" and "s", "4417" is a word.
 WORD = re.compile(r"[^\W_]+")
-# A sentence ends at . ! or ? followed by space, or at a line break; "e.g. 5.5" stays whole.
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'])|\n+")
+# Sentence boundaries by pysbd's rules (abbreviations, initials, decimals, times, e-mail
+# addresses and URLs do not end a sentence: "Dr. Okafor moved it to 9:15 a.m." is one).
+_SEGMENTER = pysbd.Segmenter(language="en", clean=False)
 # Imperative questions: "Tell me where Oriel lives." asks as much as "Where does Oriel live?".
 _ASKING = re.compile(r"^\s*(tell me|remind me|name|recall|do you (know|remember)|what|where|who|whom|whose|which|when|why|how)\b",
                      re.IGNORECASE)
@@ -31,7 +34,7 @@ def mentioned_words(text: str | None) -> set[str]:
 
 def split_sentences(text: str) -> list[str]:
     """The text's sentences, stripped, empty ones dropped."""
-    return [s.strip() for s in _SENTENCE_END.split(text.strip()) if s and s.strip()]
+    return [s.strip() for line in text.splitlines() if line.strip() for s in _SEGMENTER.segment(line) if s.strip()]
 
 
 def is_question(sentence: str) -> bool:

@@ -20,8 +20,15 @@ def test_mentioned_words_are_lowercased_without_the_possessive_s():
 def test_sentences_split_at_end_marks_and_line_breaks():
     assert split_sentences("Oriel lives in Vantastad. Where does she live?") == ["Oriel lives in Vantastad.", "Where does she live?"]
     assert split_sentences("one\n\ntwo") == ["one", "two"]
-    assert split_sentences("It costs 5.5 euros. ok") == ["It costs 5.5 euros. ok"]  # a lowercase start is no new sentence
+    assert split_sentences("i parked on level 6. whats the wifi password?") == ["i parked on level 6.", "whats the wifi password?"]
     assert split_sentences("   ") == []
+
+
+def test_abbreviations_initials_decimals_times_addresses_end_no_sentence():
+    for text in ["Dr. Okafor moved the appointment to 9:15 a.m. on St. Agnes Road.", "J. R. R. Tolkien wrote it.",
+                 "The tank holds 3.5 litres, e.g. a lot.", "Mail j.doe@example.com or see https://example.org/a.b for it."]:
+        assert split_sentences(text) == [text]
+    assert split_sentences("I met Dr. Okafor at 9 a.m. today. He said hi.") == ["I met Dr. Okafor at 9 a.m. today.", "He said hi."]
 
 
 def test_questions_end_with_a_question_mark_or_ask_to_tell():
