@@ -70,10 +70,11 @@ class Changes:
         return (self.last_appended if self.stale(stored) else []) + self.appended
 
     def saved(self, version: float, appended: Iterable[Any] = ()) -> None:
-        """A save wrote everything pending, `appended` among it, as `version`."""
+        """A save wrote everything pending but the records not among `appended` (they wait for a later save), as `version`."""
+        written = {id(r) for r in appended}
         self.version = version
         self.changed.clear()
         self.removed.clear()
         self.whole.clear()
-        self.last_appended = list(appended)
-        self.appended = []
+        self.last_appended = [r for r in self.appended + self.last_appended if id(r) in written]
+        self.appended = [r for r in self.appended if id(r) not in written]

@@ -63,7 +63,7 @@ class Controller:
         self.tokenizer = tokenizer
         self.lock = threading.RLock()
         self.load_report = LoadReport("given", 0.0)
-        # When set, generate() merges prompts into its grown tokens and decodes with it.
+        # When set, generate() merges prompts into the user's grown tokens, bars every other added id, and decodes with it.
         self.vocab: ElasticVocab | None = None
         # Control strings ("<|im_start|>") typed by a user or held in a memory must stay text.
         self._controls = sorted({t.content for t in tokenizer.added_tokens_decoder.values() if t.special and len(t.content) > 1},
@@ -88,7 +88,7 @@ class Controller:
     def chat_ids(self, messages: list[dict[str, str]]) -> torch.LongTensor:
         """Token ids of `messages` in the chat template, ending with the assistant's cue.
 
-        Base-tokenizer ids: generate() merges them into the elastic vocabulary under
+        Base-tokenizer ids: generate() merges them into the user's elastic vocabulary under
         the model lock, so no vocabulary change can come between merge and generation.
         Returns: [1, T] token ids.
         """
@@ -121,7 +121,8 @@ class Controller:
                 text = text.replace(control, control[0] + "\u2060" + control[1:])
         return text
 
-    def note_bias(self, notes: Sequence[str], answer_words: Sequence[str], gen: GenerationConfig) -> dict[tuple[int, ...], float]:
+    def note_bias(self, notes: Sequence[str], answer_words: Sequence[str], gen: GenerationConfig,
+                  user: str = "") -> dict[tuple[int, ...], float]:
         """Token-sequence biases (transformers' `sequence_bias`) that make a reply copy from its notes.
 
         Spelling: once a reply holds the first k pieces of a word of `notes`, piece k+1
@@ -130,14 +131,14 @@ class Controller:
         of `answer_words` that the base tokenizer splits (names, numbers: words the model
         cannot know) gets gen.note_answer_bias wherever the reply is, against the values
         of earlier answers in the conversation that it would otherwise copy.
-        Returns: {token ids (elastic merges applied when replies use added tokens): bias};
+        Returns: {token ids (`user`'s elastic merges applied when replies use added tokens): bias};
         empty when nothing is biased.
         """
         bias: dict[tuple[int, ...], float] = {}
         if gen.note_spelling_bias:
             for word in {w for note in notes for w in words(note)}:
                 for text in (" " + word, word):  # mid-reply, and at the reply's start
-                    ids = self._reply_ids(self.tokenizer(text, add_special_tokens=False)["input_ids"], gen)
+                    ids = self._reply_ids(self.tokenizer(text, add_special_tokens=False)["input_ids"], gen, user)
                     bias.update({tuple(ids[: k + 1]): gen.note_spelling_bias for k in range(1, len(ids))})
         if gen.note_answer_bias:
             for word in set(answer_words):
@@ -145,24 +146,32 @@ class Controller:
                 # a number's space is a piece of its own (" 5202" -> " ", "5", "2", ...): bias its first digit
                 lead = next((i for i, t in enumerate(base) if self.tokenizer.decode([t]).strip()), len(base))
                 if len(base) - lead >= 2:  # a grown token may hold the space too, so both are biased
-                    firsts = {self._reply_ids(base, gen)[0], self._reply_ids(base[lead:], gen)[0]} - set(base[:lead])
+                    firsts = {self._reply_ids(base, gen, user)[0], self._reply_ids(base[lead:], gen, user)[0]} - set(base[:lead])
                     bias.update({(first,): gen.note_answer_bias for first in firsts})
         return bias
 
-    def _reply_ids(self, ids: list[int], gen: GenerationConfig) -> list[int]:
-        """Base token ids as a reply would spell them: elastic merges applied when replies use added tokens."""
-        return self.vocab.merge(ids) if self.vocab is not None and gen.reply_added_tokens else ids
+    def _reply_ids(self, ids: list[int], gen: GenerationConfig, user: str) -> list[int]:
+        """Base token ids as a reply to `user` would spell them: their elastic merges applied when replies use added tokens."""
+        return self.vocab.merge(ids, user=user) if self.vocab is not None and gen.reply_added_tokens else ids
+
+    def barred_ids(self, gen: GenerationConfig, user: str = "") -> list[int]:
+        """The added ids a reply to `user` must not emit: every one they do not hold (all, when
+        replies use no added tokens), so no user's reply carries another user's word."""
+        if self.vocab is None:
+            return []
+        return self.vocab.foreign_ids(user) if gen.reply_added_tokens else list(range(self.vocab.base_size, self.vocab.size))
 
     def embed(self, input_ids: torch.LongTensor) -> torch.Tensor:
         """Input embeddings. input_ids: [B, T] -> [B, T, H]."""
         return self.model.get_input_embeddings()(input_ids)
 
-    def _prompt_inputs(self, input_ids: torch.LongTensor, soft_prefix: torch.Tensor | None) -> tuple[dict, Callable[[int], int]]:
-        """generate() arguments for the prompt ([1, T] ids, or [1, P+T, H] embeddings with a
-        soft prefix), and the model position of each base-id position."""
+    def _prompt_inputs(self, input_ids: torch.LongTensor, soft_prefix: torch.Tensor | None,
+                       user: str) -> tuple[dict, Callable[[int], int]]:
+        """generate() arguments for the prompt ([1, T] ids in `user`'s vocabulary, or [1, P+T, H]
+        embeddings with a soft prefix), and the model position of each base-id position."""
         ids, starts = input_ids[0].tolist(), list(range(input_ids.shape[1]))
         if self.vocab is not None:
-            ids, starts = self.vocab.merge_positions(ids)
+            ids, starts = self.vocab.merge_positions(ids, user=user)
         prompt = torch.tensor([ids], device=self.model.device)  # a model trained on a GPU is scored there
         prefix = 0 if soft_prefix is None else soft_prefix.shape[0]
 
@@ -209,6 +218,7 @@ class Controller:
         report: Generation | None = None,
         notes: Sequence[str] = (),
         answer_words: Sequence[str] = (),
+        user: str = "",
     ) -> Iterator[str]:
         """Stream the reply to `input_ids` as text pieces, stopping at EOS.
 
@@ -223,6 +233,8 @@ class Controller:
             report: filled in with token counts, timings and span attention when the stream ends.
             notes: texts whose words the reply should spell as they do (`note_bias`).
             answer_words: words of the notes a reply answering from them would hold (`note_bias`).
+            user: whose reply it is: the prompt is merged into their grown tokens, and the
+                reply may emit those and never another user's (`barred_ids`).
         """
         gen = gen or GenerationConfig()
         report = report if report is not None else Generation()
@@ -237,11 +249,6 @@ class Controller:
             pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
             return_dict_in_generate=True,
         )
-        bias = self.note_bias(notes, answer_words, gen)
-        if bias:
-            kwargs.update(sequence_bias=bias)
-        if self.vocab is not None and not gen.reply_added_tokens and self.vocab.size > self.vocab.base_size:
-            kwargs.update(suppress_tokens=list(range(self.vocab.base_size, self.vocab.size)))
         if gen.do_sample:
             kwargs.update(temperature=gen.temperature, top_p=gen.top_p)
         else:  # the model's generation_config may carry sampling defaults that greedy ignores noisily
@@ -252,8 +259,14 @@ class Controller:
             try:
                 with self.lock, torch.inference_mode():
                     started = time.perf_counter()
-                    inputs, position = self._prompt_inputs(input_ids, soft_prefix)
+                    inputs, position = self._prompt_inputs(input_ids, soft_prefix, user)
                     kwargs.update(inputs)
+                    # under the lock, so no other user's turn can grow or renumber added ids in between
+                    bias, barred = self.note_bias(notes, answer_words, gen, user), self.barred_ids(gen, user)
+                    if bias:
+                        kwargs.update(sequence_bias=bias)
+                    if barred:
+                        kwargs.update(suppress_tokens=barred)
                     if seed is not None:
                         torch.manual_seed(seed)
                     output = self.model.generate(**kwargs)

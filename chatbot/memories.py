@@ -52,7 +52,8 @@ class Memories:
             )
         self.cfg, self.controller = cfg, controller
         self.store: Store | None = None  # set by open()
-        # The elastic vocabulary, shared by all users like the model it resizes; restored from the store by open().
+        # The elastic vocabulary: one lexicon and one set of rows in the model it resizes, each user's tokens their own
+        # (vocab/users.py); restored from the store by open().
         self.vocab = ElasticVocab(controller.tokenizer, cfg.vocab, controller.model) if cfg.vocab.enabled else None
         # The memory interface runs when the neural memory is on, or when it gives Memoria its keys.
         self.neural: ChatMemory | None = None

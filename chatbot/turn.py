@@ -1,6 +1,6 @@
 """One chat turn as named stages over one TurnState, each learned stage behind a config switch:
 
-  vocab        ElasticVocab.observe: words become tokens, use strengthens them
+  vocab        ElasticVocab.observe: the user's words become their tokens, use strengthens them
   encode       the message's sentences through the controller (hidden states)
   neural       ChatMemory.step per sentence: statements are written (test-time one-shot
                update), questions read and decoded among the user's words
@@ -215,7 +215,7 @@ class Turn:
         with state.stage("generate"):
             for piece in self.controller.generate(ids, soft_prefix=prefix, gen=self.cfg.generation, spans=spans,
                                                   report=state.generation, notes=state.notes,
-                                                  answer_words=answer_words(state.text, state.notes)):
+                                                  answer_words=answer_words(state.text, state.notes), user=state.user):
                 state.reply.text += piece
                 yield state.reply
         state.seconds["generate"] -= state.generation.attention_seconds
@@ -287,7 +287,8 @@ class Turn:
             with self.store.transaction() as db:
                 turn_id = self.store.add_turn(db, state.conversation_id, state.text, reply.text, json.dumps(meta))
                 if m.vocab is not None:
-                    save_vocab(db, m.vocab, turn_id=turn_id)
+                    with self.controller.lock:  # another user's turn may be growing a token: its row comes after its id
+                        save_vocab(db, m.vocab, turn_id=turn_id, user=state.user)
                 if m.memoria is not None:
                     live = [i for i in state.engram_ids if m.memoria.is_live(i, user=state.user)]
                     m.memoria.set_turn(live, turn_id, user=state.user)

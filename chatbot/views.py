@@ -24,26 +24,31 @@ class MemoryView:
 
 @dataclass
 class VocabularyView:
-    """The elastic vocabulary as the Vocabulary tab shows it to one user."""
+    """The elastic vocabulary as the Vocabulary tab shows it to one user: their own tokens only."""
 
     base_size: int
     step: int  # messages observed, all users
-    added: int  # live added tokens, all users
-    sizes: list[tuple[int, int]]  # (step, vocabulary size) after every step that grew or pruned, all users
+    added: int  # live added tokens, all users (rows; no words)
+    # (the user's turn, tokens they held) after each of their turns that grew or pruned
+    sizes: list[tuple[int, int]] = field(default_factory=list)
+    user_step: int = 0  # the user's turns observed
     tokens: list[dict] = field(default_factory=list)  # the user's live grown tokens, strongest first
     events: list[dict] = field(default_factory=list)  # the user's newest grow and prune events
 
 
 def vocabulary_view(vocab: ElasticVocab, db: Database, user: str, *, limit: int = 200) -> VocabularyView:
-    """The vocabulary's size over time (no words), and `user`'s own tokens and events (none for user "")."""
-    view = VocabularyView(vocab.base_size, vocab.step, len(vocab.tokens), size_history(db, vocab.base_size))
+    """How many tokens all users have (no words), and `user`'s own tokens, events and their
+    number over their turns (none for user "")."""
+    view = VocabularyView(vocab.base_size, vocab.step, len(vocab.tokens))
     if not user:
         return view
-    mine = {e["text"] for e in read_events(db, user=user) if e["kind"] == "grow"}
-    tokens = sorted((t for t in list(vocab.tokens) if t.text in mine), key=lambda t: -vocab.strength(t))
+    mine = vocab.user(user)
+    view.user_step = mine.step
+    view.sizes = size_history(db, user)
+    tokens = sorted(vocab.tokens_of(user), key=lambda t: -vocab.strength(t, user))
     view.tokens = [
-        {"text": t.text, "id": t.id, "level": t.level, "strength": vocab.strength(t), "uses": t.uses, "born": t.born,
-         "pieces": [vocab.token_text(p) for p in t.pieces]}
+        {"text": t.text, "id": t.id, "level": t.level, "strength": vocab.strength(t, user), "uses": mine.held[t.id].uses,
+         "born": mine.held[t.id].born, "pieces": [vocab.token_text(p) for p in t.pieces]}
         for t in tokens
     ]
     view.events = read_events(db, user=user, limit=limit)

@@ -8,6 +8,7 @@ changes: a new table or column is a new migration at the end.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 import sqlite_utils
@@ -169,6 +170,51 @@ def _add_engram_vector_kind(db: sqlite_utils.Database) -> None:
     db["engram_counters"].add_column("vector_kind", str)  # NULL for rows saved before: unknown
 
 
+def _per_user_vocab(db: sqlite_utils.Database) -> None:
+    """Added tokens per user (vocab/users.py): each user's turn counter, the tokens they hold
+    with their strength, and their growth counts; a token's row stays in vocab_tokens, once.
+
+    A token of an older database goes to the user whose grow event made it (the last grow
+    of its text), with the strength it had, and every user with events starts at the
+    vocabulary's step. A prune event is put under the user whose token it pruned (it was
+    under the user whose message pruned it). Growth counts belonged to no one and are dropped.
+    """
+    db["vocab_users"].create({"user": str, "step": int}, pk="user", not_null={"step"})  # step: the user's turns
+    db["vocab_holdings"].create(
+        # strength: its value at the user's step `touched`; born: the user's step when they grew it
+        {"user": str, "token_id": int, "strength": float, "touched": int, "uses": int, "born": int},
+        pk=("user", "token_id"),
+        not_null={"strength", "touched", "uses", "born"},
+    )
+    db["vocab_candidates"].drop()
+    db["vocab_candidates"].create(
+        {"user": str, "key": str, "count": float, "touched": int},  # count at the user's step `touched`
+        pk=("user", "key"),
+        not_null={"count", "touched"},
+    )
+    row = db.execute("SELECT value FROM vocab_meta WHERE key = 'step'").fetchone()
+    step = json.loads(row[0]) if row else 0
+    grower: dict[str, str] = {}  # text -> the user whose grow made the token now in the lexicon
+    users: set[str] = set()
+    for event_id, user, kind, text in db.execute("SELECT id, user, kind, text FROM vocab_events ORDER BY id").fetchall():
+        if kind == "grow":
+            grower[text] = user
+        elif text in grower:
+            owner = grower.pop(text)
+            if owner != user:
+                db.execute("UPDATE vocab_events SET user = ? WHERE id = ?", [owner, event_id])
+            user = owner
+        users.add(user)
+    tokens = db.execute("SELECT id, text, strength, touched, uses, born FROM vocab_tokens").fetchall()
+    db["vocab_holdings"].insert_all(
+        {"user": grower[text], "token_id": i, "strength": s, "touched": t, "uses": n, "born": b}
+        for i, text, s, t, n, b in tokens if text in grower
+    )
+    db["vocab_users"].insert_all({"user": u, "step": step} for u in sorted(users))
+    for column in ("strength", "touched", "uses", "born"):
+        db.execute(f"ALTER TABLE vocab_tokens DROP COLUMN {column}")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _migrate_to_1,
     _create_engram_tables,
@@ -176,6 +222,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _create_vocab_tables,
     _create_neural_writes_table,
     _add_engram_vector_kind,
+    _per_user_vocab,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

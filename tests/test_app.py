@@ -48,7 +48,8 @@ def test_bad_config_stops_with_one_clear_line(tmp_path):
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines()[-1].startswith("error: model.source")
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error:") and "'model.source' must be 'package' or 'local' or 'tiny'" in last
 
 
 def test_chat_in_the_browser_and_reload(tmp_path, tiny_config_file, page):

@@ -1,6 +1,7 @@
 """storage/: the database, its migrations, and exact round trips of the engrams, the neural
 memory and the vocabulary through it, rolled-back saves included."""
 
+import json
 import logging
 import sqlite3
 import subprocess
@@ -27,7 +28,7 @@ from storage.neural import load_neural, neural_stale, save_neural
 from storage.schema import SCHEMA_VERSION
 from storage.vocab import load_vocab, read_events, save_vocab, size_history
 from vocab import ElasticVocab, VocabConfig, VocabError
-from vocab.rows import embedding_matrix
+from vocab.rows import FIRST_LIFT, embedding_matrix
 
 from .conftest import ROOT, TINY
 from .test_memoria import SMALL, configs, four_turns, gains_table, named_engrams, our_state, turns
@@ -451,12 +452,13 @@ def tokenizer(tiny_controller):
 
 
 STREAM = [
-    "My sister Oriel lives in Vantastad.",
-    "Remember: Quillmere is where Zephyrine works.",
-    "Oriel moved to Quillmere with Brannoch.",
-    "Oriel Vantastad and Oriel Vantastad",
-    "Remember: Ysolde, Thelonius, Marisabel.",
-    "Brannoch and Oriel Vantastad met Ysolde.",
+    ("ann", "My sister Oriel lives in Vantastad."),
+    ("bob", "Remember: Quillmere is where Zephyrine works."),
+    ("ann", "Oriel moved to Quillmere with Brannoch."),
+    ("bob", "Oriel Vantastad and Oriel Vantastad"),
+    ("ann", "Remember: Ysolde, Thelonius, Marisabel."),
+    ("bob", "Brannoch and Oriel Vantastad met Ysolde."),
+    ("ann", "Remember: Quillmere and Brannoch."),  # words bob holds too: shared rows
 ]
 
 
@@ -464,12 +466,16 @@ def test_save_and_load_is_an_identity(tiny_cfg, tokenizer, tmp_path):
     cfg = replace(VocabConfig(), span_grow_after=1.8, capacity=6, fit_steps=1)
     store = Store(tmp_path / "chat.db")
     vocab = ElasticVocab(tokenizer, cfg, tiny_model(tiny_cfg))
-    for k, text in enumerate(STREAM):
-        vocab.observe(text, user="ann")
+    for k, (user, text) in enumerate(STREAM):
+        vocab.observe(text, user=user)
         if k == 3:
-            vocab.decay(150)  # some tokens fall under the threshold at the next turn
+            vocab.decay(150, user="ann")  # some of ann's tokens fall under the threshold at her next turn
         with store.transaction() as db:
             save_vocab(db, vocab, turn_id=k)
+    shared = [t for t in vocab.tokens_of("ann") if t in vocab.tokens_of("bob")]
+    assert shared and vocab.prune([shared[0].id], user="ann")  # bob keeps it: only ann's holding goes
+    with store.transaction() as db:
+        save_vocab(db, vocab)
     assert {e["kind"] for e in read_events(store.db)} == {"grow", "prune"}
     store.close()
     store = Store(tmp_path / "chat.db")  # a restart
@@ -477,14 +483,15 @@ def test_save_and_load_is_an_identity(tiny_cfg, tokenizer, tmp_path):
     load_vocab(store.db, again)
     assert state(again) == state(vocab)
     assert torch.equal(embedding_matrix(again.model), embedding_matrix(vocab.model))
-    for text in STREAM:
-        assert again.encode(text) == vocab.encode(text)
+    for user, text in STREAM:
+        assert again.encode(text, user=user) == vocab.encode(text, user=user)
     # Both go on identically.
-    a = [(e.kind, e.text, e.token_id) for e in vocab.observe("Thelonius met Thelonius and Zephyrine at Vantastad")]
-    b = [(e.kind, e.text, e.token_id) for e in again.observe("Thelonius met Thelonius and Zephyrine at Vantastad")]
+    a = [(e.kind, e.text, e.token_id) for e in vocab.observe("Thelonius met Thelonius and Zephyrine at Vantastad", user="ann")]
+    b = [(e.kind, e.text, e.token_id) for e in again.observe("Thelonius met Thelonius and Zephyrine at Vantastad", user="ann")]
     assert a == b and state(again) == state(vocab)
-    sizes = size_history(store.db, vocab.base_size)
-    assert sizes[-1][1] == vocab.size - len([e for e in a if e[0] == "grow"]) + len([e for e in a if e[0] == "prune"])
+    for user in ("ann", "bob"):  # each user's size history ends at the tokens they hold
+        held = len(vocab.tokens_of(user)) - (len([e for e in a if e[0] == "grow"]) - len([e for e in a if e[0] == "prune"])) * (user == "ann")
+        assert size_history(store.db, user)[-1][1] == held
     store.close()
 
 
@@ -519,8 +526,8 @@ def test_rows_saved_for_another_model_are_rebuilt(tiny_cfg, tokenizer, tmp_path,
         load_vocab(store.db, other)
     assert "another model" in caplog.text
     matrix = embedding_matrix(other.model)
-    for t in other.tokens:
-        assert torch.equal(matrix[t.id], matrix[t.pieces[0]])
+    for t in other.tokens:  # the start rule, lifted off the first piece (vocab/rows.py)
+        assert torch.allclose(matrix[t.id], matrix[t.pieces[0]] * (1 + FIRST_LIFT))
     assert state(other)[0] == state(vocab)[0]
 
 
@@ -534,3 +541,53 @@ def test_load_refuses_another_tokenizer(tokenizer, tmp_path):
     gpt2_like.add_tokens(["<extra>"])
     with pytest.raises(VocabError, match="base ids"):
         load_vocab(store.db, ElasticVocab(gpt2_like, fast_cfg()))
+
+
+def test_a_database_from_before_per_user_tokens_is_migrated(tokenizer, tmp_path, monkeypatch):
+    """Schema N-1 had one set of tokens for all users: each token goes to the user whose grow
+    made it, a prune event to the user whose token it pruned, and a token no one grew is dropped."""
+    path = tmp_path / "old.db"
+    with monkeypatch.context() as m:
+        m.setattr(schema, "SCHEMA_VERSION", SCHEMA_VERSION - 1)
+        old = Store(path)
+        assert old.schema_version == SCHEMA_VERSION - 1
+    made = ElasticVocab(tokenizer, fast_cfg())
+    made.grow([" Oriel", " Vantastad", " Quillmere"])
+    strengths = {" Oriel": 3.0, " Vantastad": 1.0, " Quillmere": 2.5}
+    with old.transaction() as db:
+        db["vocab_tokens"].insert_all(
+            {"id": t.id, "text": t.text, "pieces": json.dumps(list(t.pieces)), "expansion": json.dumps(list(t.expansion)),
+             "level": t.level, "strength": strengths[t.text], "touched": 4, "uses": 2, "born": 1, "row": None}
+            for t in made.tokens
+        )
+        db["vocab_events"].insert_all(
+            {"time": 0.0, "step": step, "turn_id": None, "user": user, "kind": kind, "token_id": 0, "text": text, "pieces": "[]",
+             "level": 1, "strength": 1.0}
+            for step, user, kind, text in [
+                (1, "ann", "grow", " Oriel"),
+                (2, "bob", "grow", " Quillmere"),
+                (3, "ann", "prune", " Quillmere"),  # ann's message pruned bob's token (the shared vocabulary)
+                (4, "carol", "grow", " Quillmere"),
+            ]
+        )
+        db["vocab_candidates"].insert({"key": " Brannoch", "count": 1.0, "touched": 4}, pk="key")
+        meta = {"step": 5, "base_size": made.base_size, "fingerprint": "", "save_seq": 3}
+        db["vocab_meta"].insert_all([{"key": k, "value": json.dumps(v)} for k, v in meta.items()], pk="key")
+    old.close()
+    store = Store(path)
+    assert store.schema_version == SCHEMA_VERSION
+    assert [(e["user"], e["kind"], e["text"]) for e in read_events(store.db)][1] == ("bob", "prune", " Quillmere")
+    vocab = ElasticVocab(tokenizer, fast_cfg())
+    load_vocab(store.db, vocab)
+    assert [(t.id - vocab.base_size, t.text) for t in vocab.tokens] == [(0, " Oriel"), (1, " Quillmere")]  # compact again
+    assert {user: [t.text for t in vocab.tokens_of(user)] for user in vocab.users} == {
+        "ann": [" Oriel"], "bob": [], "carol": [" Quillmere"]}
+    assert all(u.step == 5 and not u.candidates for u in vocab.users.values())
+    assert vocab.strength(vocab.tokens[1], "carol") == pytest.approx(2.5 * vocab.cfg.decay)  # touched at step 4, now 5
+    assert vocab.encode("Oriel met Quillmere", user="carol")[-1] == vocab.tokens[1].id
+    with store.transaction() as db:
+        save_vocab(db, vocab)
+    again = ElasticVocab(tokenizer, fast_cfg())
+    load_vocab(store.db, again)
+    assert state(again) == state(vocab)
+    store.close()

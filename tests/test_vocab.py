@@ -82,26 +82,28 @@ def test_lexicon_merge_expand_and_remove_keep_text(data):
         else:
             pieces = data.draw(st.lists(st.integers(0, lex.size - 1), min_size=2, max_size=4))
             try:
-                lex.add(pieces, "t", strength=1.0, step=0)
+                lex.add(pieces, "t")
             except LexiconError:
                 pass  # the same expansion twice
             held = lex.merge(lex.expand(held))
         assert lex.expand(held) == stored
         assert lex.expand(lex.merge(stored)) == stored
+        allowed = {t.id for t in lex.tokens[::2]}  # one user's tokens: only those merge
+        assert lex.expand(lex.merge(stored, allowed)) == stored and set(lex.merge(stored, allowed)) <= allowed | set(range(8))
         assert [t.id for t in lex.tokens] == list(range(8, lex.size))
         assert len({t.expansion for t in lex.tokens}) == len(lex.tokens)
 
 
 def test_lexicon_refuses_base_and_unknown_ids():
     lex = Lexicon(base_size=4)
-    lex.add([1, 2], "ab", strength=1.0, step=0)
+    lex.add([1, 2], "ab")
     for bad in (0, 3, 5, -1):
         with pytest.raises(LexiconError):
             lex.remove([bad])
     with pytest.raises(LexiconError):
         lex.expand([9])
     with pytest.raises(LexiconError):
-        lex.add([1, 2], "ab again", strength=1.0, step=0)
+        lex.add([1, 2], "ab again")
 
 
 # ----- round trips over grow and prune ---------------------------------------------------
@@ -199,6 +201,97 @@ def test_decay_prunes_unused_tokens_and_capacity_prunes_the_weakest(tokenizer):
     events = vocab.observe("nothing new here")
     assert {e.kind for e in events} == {"prune"} and vocab.tokens == []
     assert vocab.size == vocab.base_size
+
+
+# ----- per user -------------------------------------------------------------------------
+
+
+def test_a_users_taught_word_never_becomes_a_token_in_another_users_text(tokenizer):
+    vocab = ElasticVocab(tokenizer, fast_cfg())
+    (event,) = vocab.observe("Remember: the password is Quillmere", user="ann")
+    text = "Is the password Quillmere?"
+    assert event.token_id in vocab.encode(text, user="ann")
+    assert vocab.encode(text, user="bob") == vocab.base_encode(text)
+    assert vocab.encode(text) == vocab.base_encode(text)  # nor the anonymous user's
+    vocab.observe("I said Quillmere", user="bob")  # once: counted for bob, nothing grows or merges
+    assert vocab.tokens_of("bob") == [] and vocab.merge(vocab.base_encode(text), user="bob") == vocab.base_encode(text)
+    assert vocab.foreign_ids("bob") == [event.token_id] and vocab.foreign_ids("ann") == []
+
+
+def test_replies_to_a_user_never_emit_another_users_tokens(tiny_cfg, tokenizer):
+    controller = Controller.from_config(tiny_cfg.model)
+    vocab = ElasticVocab(tokenizer, fast_cfg(), controller.model)
+    controller.vocab = vocab
+    ids = controller.chat_ids([{"role": "user", "content": "hello"}])
+    with torch.no_grad():
+        greedy = int(controller.model(input_ids=ids).logits[0, -1].argmax())
+    (event,) = vocab.observe("Remember: the password is Quillmere", user="ann")
+    with torch.no_grad():  # ann's token now scores twice the greedy token's logit
+        embedding_matrix(controller.model)[event.token_id] = 2 * embedding_matrix(controller.model)[greedy]
+    gen = replace(tiny_cfg.generation, max_new_tokens=3)
+    assert "".join(controller.generate(ids, gen=gen, user="ann")).startswith(" Quillmere")
+    assert event.token_id in controller.barred_ids(gen, "bob") and event.token_id not in controller.barred_ids(gen, "ann")
+    reply = "".join(controller.generate(ids, gen=gen, user="bob"))
+    assert reply.startswith(tokenizer.decode([greedy])) and "Quillmere" not in reply
+    biases = controller.note_bias(["Oriel moved to Quillmere."], ["Quillmere"], replace(gen, note_spelling_bias=4.0, note_answer_bias=4.0),
+                                  "bob")
+    assert biases and all(i < vocab.base_size for key in biases for i in key)
+
+
+def test_a_users_repetitive_messages_never_prune_another_users_tokens(tokenizer):
+    vocab = ElasticVocab(tokenizer, fast_cfg(capacity=2))
+    vocab.observe("Remember: Oriel", user="bob")
+    (oriel,) = vocab.tokens_of("bob")
+    pruned = []
+    for k in range(40):  # ann's names churn through her cap of 2, " Oriel" among them
+        events = vocab.observe(f"Remember: {NAMES[k % 8]} and {NAMES[(k + 3) % 8]}", user="ann")
+        pruned += [e.text for e in events if e.kind == "prune"]
+        assert len(vocab.tokens_of("ann")) <= 2 and vocab.size <= vocab.base_size + 3
+    assert " Oriel" in pruned and all(e.user == "ann" for e in events)
+    assert vocab.tokens_of("bob") == [oriel]  # untouched, and undecayed: ann's turns are not bob's
+    assert vocab.strength(oriel, "bob") == vocab.cfg.grow_strength and vocab.user("bob").step == 1
+    check_ids(vocab)
+
+
+def test_two_users_share_a_row_and_keep_it_while_either_holds_it(tiny_cfg, tokenizer):
+    model = tiny_model(tiny_cfg)
+    vocab = ElasticVocab(tokenizer, fast_cfg(), model)
+    (ann,) = vocab.observe("Remember: Oriel", user="ann")
+    (quill,) = vocab.observe("Remember: Quillmere", user="bob")
+    row = embedding_matrix(model)[ann.token_id].clone()
+    (bob,) = vocab.observe("Remember: Oriel", user="bob")
+    assert (bob.kind, bob.user, bob.token_id) == ("grow", "bob", ann.token_id) and vocab.size == vocab.base_size + 2
+    vocab.prune([ann.token_id], user="ann")
+    assert vocab.size == vocab.base_size + 2 and torch.equal(embedding_matrix(model)[ann.token_id], row)
+    assert ann.token_id not in vocab.encode(" Oriel", user="ann") and ann.token_id in vocab.encode(" Oriel", user="bob")
+    vocab.prune([ann.token_id], user="bob")  # no one holds it now: its row goes, Quillmere moves down
+    check_ids(vocab)
+    assert [t.text for t in vocab.tokens] == [" Quillmere"] and vocab.tokens_of("bob") == vocab.tokens
+    assert vocab.encode(" Quillmere", user="bob") == [quill.token_id - 1] and vocab.decode([quill.token_id - 1]) == " Quillmere"
+
+
+def test_max_tokens_bounds_the_rows_of_all_users(tokenizer):
+    vocab = ElasticVocab(tokenizer, fast_cfg(max_tokens=1))
+    vocab.observe("Remember: Oriel", user="ann")
+    assert vocab.observe("Remember: Quillmere", user="bob") == []  # no room for a new row, and ann's stays
+    assert [(e.kind, e.text) for e in vocab.observe("Remember: Oriel", user="bob")] == [("grow", " Oriel")]  # a shared row fits
+    assert vocab.size == vocab.base_size + 1
+
+
+@pytest.mark.parametrize("fit_steps", [0, 3])
+def test_a_grown_token_never_ties_with_its_first_piece(tiny_cfg, tokenizer, fit_steps):
+    """With tied embeddings a row equal to its first piece's gives both one logit, and greedy
+    decoding emits the piece where the whole word was meant ("K plays the oboe")."""
+    model = tiny_model(tiny_cfg)
+    vocab = ElasticVocab(tokenizer, replace(VocabConfig(), fit_steps=fit_steps), model)
+    (event,) = vocab.observe("Remember: Kwabena plays the oboe.")[:1]
+    first = vocab.lexicon[event.token_id].pieces[0]
+    ids = vocab.encode("Who plays the oboe? Kwabena. Yes, Kwabena plays the oboe.")
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([ids])).logits[0]
+    assert (logits[:, event.token_id] != logits[:, first]).all()
+    if not fit_steps:  # lifted: above the piece exactly where the piece's logit is positive
+        assert torch.equal(logits[:, event.token_id] > logits[:, first], logits[:, first] > 0)
 
 
 # ----- the model's rows -----------------------------------------------------------------
@@ -301,9 +394,9 @@ def test_generation_emits_added_tokens_and_the_streamer_decodes_them(tiny_cfg, t
 
 
 def state(vocab: ElasticVocab) -> tuple:
-    """What must survive a restart: the tokens, the step and the candidates."""
-    tokens = [(t.id, t.text, t.pieces, t.expansion, t.level, t.strength, t.touched, t.uses, t.born) for t in vocab.tokens]
-    return tokens, vocab.step, dict(vocab.candidates)
+    """What must survive a restart: the tokens, the step, and each user's holdings, candidates and step."""
+    tokens = [(t.id, t.text, t.pieces, t.expansion, t.level) for t in vocab.tokens]
+    return tokens, vocab.step, {name: (u.step, dict(u.held), dict(u.candidates)) for name, u in vocab.users.items()}
 
 
 def test_an_agent_turn_grows_tokens_and_stores_the_events_with_the_turn(tmp_path):
@@ -311,7 +404,10 @@ def test_an_agent_turn_grows_tokens_and_stores_the_events_with_the_turn(tmp_path
 
     agent = Agent.from_config(TINY, db=tmp_path / "chat.db")
     assert agent.controller.vocab is agent.memories.vocab
+    users, generate = [], agent.controller.generate
+    agent.controller.generate = lambda *a, **kw: users.append(kw["user"]) or generate(*a, **kw)
     agent.chat("ann", "Remember: my sister Oriel lives in Vantastad.")
+    assert users == ["ann"]  # the reply is ann's: her tokens, no one else's
     (turn,) = agent.history("ann")
     events = read_events(agent.store.db)
     assert {(e["kind"], e["text"], e["user"], e["turn_id"]) for e in events} == {
@@ -319,7 +415,8 @@ def test_an_agent_turn_grows_tokens_and_stores_the_events_with_the_turn(tmp_path
         ("grow", " Vantastad", "ann", turn.id),
     }
     ids = agent.controller.chat_ids([{"role": "user", "content": "Where is Vantastad?"}])
-    assert len(agent.memories.vocab.merge(ids[0])) == ids.shape[1] - 3
+    assert len(agent.memories.vocab.merge(ids[0], user="ann")) == ids.shape[1] - 3
+    assert agent.memories.vocab.merge(ids[0], user="bob") == ids[0].tolist()  # ann's words are not bob's tokens
     grown = agent.memories.vocab.size
     agent.close()
     again = Agent.from_config(TINY, db=tmp_path / "chat.db")  # a restart
@@ -387,3 +484,10 @@ def test_real_model_reads_and_emits_grown_names():
         assert model(input_ids=torch.tensor([vocab.merge(prompt)])).logits[0, -1].argmax() == oriel.id
     reply = "".join(controller.generate(torch.tensor([prompt]), gen=replace(cfg.generation, max_new_tokens=3)))
     assert reply.startswith(" Oriel")
+    # Unfitted rows too: lifted off the first piece, the name wins where it is copied (tied, " Ori" won).
+    vocab.detach()
+    vocab = ElasticVocab(tok, replace(cfg.vocab, fit_steps=0), model)
+    vocab.observe("Remember: my sister Oriel lives in Vantastad.", user="ann")
+    oriel = next(t for t in vocab.tokens if t.text == " Oriel")
+    with torch.no_grad():
+        assert model(input_ids=torch.tensor([vocab.merge(prompt, user="ann")])).logits[0, -1].argmax() == oriel.id

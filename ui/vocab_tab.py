@@ -15,10 +15,12 @@ EVENT_COLUMNS = ["time", "turn", "event", "token", "level", "strength", "built f
 
 
 def summary(view: VocabularyView, user: str) -> str:
+    mine = f"You hold {len(view.tokens)} of them after {view.user_step} of your messages, {user}. " if user else ""
     return (
-        f"{view.added} added tokens over {view.base_size:,} base tokens after {view.step} turns "
-        f"(all users). Below: the words your messages turned into tokens"
-        + (f", {user}." if user else "; type your name in the Chat tab to see them.")
+        f"{view.added} added tokens over {view.base_size:,} base tokens after {view.step} messages (all users). "
+        f"{mine}Each user's tokens are their own: only your messages grow, strengthen and prune them, and only "
+        f"replies to you use them. Below: the words your messages turned into tokens"
+        + ("." if user else "; type your name in the Chat tab to see them.")
     )
 
 
@@ -47,15 +49,15 @@ def event_rows(view: VocabularyView) -> list[list[Any]]:
 
 
 def size_figure(view: VocabularyView) -> Figure:
-    """Added tokens (all users) after every turn, as a step plot up to the current turn."""
-    points = [(0, view.base_size)] + view.sizes
-    steps = [s for s, _ in points] + [max(view.step, points[-1][0])]
-    added = [n - view.base_size for _, n in points] + [points[-1][1] - view.base_size]
+    """The user's added tokens after every turn of theirs, as a step plot up to their current turn."""
+    points = [(0, 0)] + view.sizes
+    steps = [s for s, _ in points] + [max(view.user_step, points[-1][0])]
+    added = [n for _, n in points] + [points[-1][1]]
     fig = Figure(figsize=(7, 3))  # not pyplot: no global figure state, no display backend
     ax = fig.subplots()
     ax.step(steps, added, where="post")
-    ax.set_xlabel("turn (messages observed)")
-    ax.set_ylabel(f"added tokens\n(base {view.base_size:,})")
+    ax.set_xlabel("turn (your messages)")
+    ax.set_ylabel(f"your added tokens\n(base {view.base_size:,})")
     ax.set_ylim(bottom=0)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))

@@ -1,7 +1,9 @@
-"""The elastic vocabulary: tokens that grow from use, strengthen, decay and are pruned."""
+"""The elastic vocabulary: tokens that grow from use, strengthen, decay and are pruned, per user."""
 
 from .config import VocabConfig
 from .elastic import ElasticVocab, VocabError, VocabEvent
 from .lexicon import AddedToken, Lexicon, LexiconError, remap_ids
+from .users import Holding, UserVocab
 
-__all__ = ["AddedToken", "ElasticVocab", "Lexicon", "LexiconError", "VocabConfig", "VocabError", "VocabEvent", "remap_ids"]
+__all__ = ["AddedToken", "ElasticVocab", "Holding", "Lexicon", "LexiconError", "UserVocab", "VocabConfig", "VocabError", "VocabEvent",
+           "remap_ids"]

@@ -21,8 +21,10 @@ class VocabConfig:
     span_grow_after: float = 2.7  # two adjacent added words seen together this often (decayed) become one token; 0 = off
     min_pieces: int = 2  # a word must currently take at least this many tokens to be worth a new one
     teaching_pattern: str = r"^\s*(remember|note|learn)\b"  # case-insensitive regex; a match grows the turn's words at once; "" = off
-    init: Literal["first", "mean"] = "first"  # row a new token starts from: its "first" piece's (read best, bench/vocab_growth.py) or the "mean" of its pieces'
-    fit_steps: int = 5  # distillation steps on the new rows so the model reads a new token as its pieces; 0 = start row only
+    # row a new token starts from: its "first" piece's (read best, bench/vocab_growth.py), lifted 5% so it never ties with it
+    # (vocab/rows.py), or the "mean" of its pieces'
+    init: Literal["first", "mean"] = "first"
+    fit_steps: int = 5  # distillation steps on the new rows so the model reads and emits a new token as its pieces; 0 = start row only
     fit_lr: float = 0.01  # Adam learning rate of those steps; higher rates overfit the one message
     fit_prefix: str = "<|endoftext|>"  # put before the message when fitting: SmolLM2's document separator, so the text reads as in pretraining
     use_gain: float = 1.0  # strength added each time the user's text uses a token (and each token it is built from)

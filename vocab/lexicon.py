@@ -7,12 +7,13 @@ token). Encoding merges runs of base ids into added ids; decoding expands them b
 so decode(encode(text)) == text holds whatever tokens exist.
 
 Ids are compact: added token i (in the order they were added) has id base_size + i.
-Removing tokens renumbers the survivors and returns the old -> new map.
+Removing tokens renumbers the survivors and returns the old -> new map. The lexicon
+holds every user's tokens; a merge can be limited to the ids one user holds.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass
 
 
@@ -22,20 +23,13 @@ class LexiconError(ValueError):
 
 @dataclass
 class AddedToken:
-    """One token beyond the base vocabulary.
-
-    `strength` is its value at step `touched`; it decays from there (see ElasticVocab).
-    """
+    """One token beyond the base vocabulary (who holds it, and how strongly: vocab/users.py)."""
 
     id: int
     text: str  # the text it decodes to
     pieces: tuple[int, ...]  # ids it is built from: base or earlier added tokens
     expansion: tuple[int, ...]  # the run of base ids it replaces
     level: int  # 1 + the highest level among its pieces; base tokens are level 0
-    strength: float
-    touched: int  # step at which `strength` was last set
-    uses: int = 0  # times the user's text has used it since it was grown
-    born: int = 0  # step at which it was grown
 
 
 class Lexicon:
@@ -79,10 +73,11 @@ class Lexicon:
                 out.extend(self[i].expansion)
         return out
 
-    def merge(self, base_ids: Sequence[int]) -> list[int]:
+    def merge(self, base_ids: Sequence[int], allowed: Container[int] | None = None) -> list[int]:
         """Replace runs of base ids by added ids, longest match first, left to right.
 
         Only runs equal to a whole expansion are replaced, so expand(merge(x)) == x.
+        `allowed`: the added ids that may be used (one user's); None = all of them.
         """
         if not self._by_first:
             return [int(i) for i in base_ids]
@@ -91,6 +86,8 @@ class Lexicon:
         i, n = 0, len(ids)
         while i < n:
             for expansion, token_id in self._by_first.get(ids[i], ()):
+                if allowed is not None and token_id not in allowed:
+                    continue
                 end = i + len(expansion)
                 if end <= n and tuple(ids[i:end]) == expansion:
                     out.append(token_id)
@@ -101,7 +98,7 @@ class Lexicon:
                 i += 1
         return out
 
-    def add(self, pieces: Sequence[int], text: str, *, strength: float, step: int) -> AddedToken:
+    def add(self, pieces: Sequence[int], text: str) -> AddedToken:
         """Append a token built from `pieces` (at least two ids that exist now)."""
         pieces = tuple(int(p) for p in pieces)
         if len(pieces) < 2:
@@ -118,9 +115,6 @@ class Lexicon:
             pieces=pieces,
             expansion=expansion,
             level=1 + max(self.level(p) for p in pieces),
-            strength=strength,
-            touched=step,
-            born=step,
         )
         self.tokens.append(token)
         self._index(token)
