@@ -204,7 +204,7 @@ def build_app(agent: Agent, *, auth: bool = False) -> gr.Blocks:
 
         with gr.Tab("Vocabulary") as vocabulary_page:
             vocab_summary = gr.Markdown()
-            vocab_plot = gr.Plot(label="Vocabulary size over turns")
+            vocab_plot = gr.Plot(label="Your vocabulary size over your turns")
             vocab_tokens = gr.Dataframe(headers=vocab_tab.TOKEN_COLUMNS, label="Your words that became tokens", interactive=False)
             vocab_events = gr.Dataframe(headers=vocab_tab.EVENT_COLUMNS, label="Your grow and prune events, newest first", interactive=False)
             vocab_refresh = gr.Button("Refresh")

@@ -113,7 +113,7 @@ def run_stream(controller: Controller, cfg: VocabConfig, stream: list[str], db_p
     every = max(1, len(stream) // checkpoints)
     for k, text in enumerate(stream, 1):
         start = time.perf_counter()
-        events = vocab.observe(text, user="bench")
+        events = vocab.observe(text)  # one user (the anonymous one), whose tokens encode() uses
         took = time.perf_counter() - start
         kinds = {e.kind for e in events}
         seconds["prune" if "prune" in kinds else "grow" if "grow" in kinds else "plain"].append(took)
@@ -138,12 +138,12 @@ def restart_identity(model_cfg, vocab: ElasticVocab, store: Store, stream: list[
     fresh = Controller.from_config(model_cfg)
     again = ElasticVocab(fresh.tokenizer, vocab.cfg, fresh.model)
     load_vocab(store.db, again)
-    same_tokens = [(t.id, t.pieces, t.expansion, t.level, t.strength, t.touched, t.uses, t.born) for t in again.tokens] == [
-        (t.id, t.pieces, t.expansion, t.level, t.strength, t.touched, t.uses, t.born) for t in vocab.tokens
+    same_tokens = [(t.id, t.pieces, t.expansion, t.level) for t in again.tokens] == [
+        (t.id, t.pieces, t.expansion, t.level) for t in vocab.tokens
     ]
     same_rows = torch.equal(embedding_matrix(again.model), embedding_matrix(vocab.model))
     same_ids = all(again.encode(t) == vocab.encode(t) for t in stream)
-    same_state = again.step == vocab.step and again.candidates == vocab.candidates
+    same_state = again.step == vocab.step and again.users == vocab.users  # each user's holdings and counts
     return same_tokens and same_rows and same_ids and same_state
 
 
@@ -199,7 +199,7 @@ def main() -> None:
         prune_seconds = []
         while vocab.tokens:
             start = time.perf_counter()
-            vocab.prune([vocab.tokens[-1].id])
+            vocab.prune([vocab.tokens[-1].id])  # the only user's: it leaves the lexicon
             prune_seconds.append(time.perf_counter() - start)
         with torch.no_grad():
             restored = torch.allclose(vocab.model(input_ids=torch.tensor([list(range(2, 66))])).logits, base_logits)
