@@ -148,6 +148,13 @@ def _with_adapter(model: PreTrainedModel, path: str) -> PreTrainedModel:
 
 
 
+def _cached_tokenizer(directory: Path) -> PreTrainedTokenizerBase:
+    try:
+        return AutoTokenizer.from_pretrained(directory)
+    except Exception as exc:  # tokenizers raises its own error types on a damaged file
+        raise ModelLoadError(f"tokenizer in {directory} cannot be loaded ({exc}); delete {directory} to convert again") from None
+
+
 def load_model(cfg: ModelConfig) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, LoadReport]:
     """The model and tokenizer `cfg` names, and how they were obtained; raises ModelLoadError with a fix on failure."""
     start = time.perf_counter()
@@ -166,7 +173,7 @@ def load_model(cfg: ModelConfig) -> tuple[PreTrainedModel, PreTrainedTokenizerBa
     elif cfg.source == "tiny":
         # The tiny model shares the package model's tokenizer and chat template.
         directory, _ = _package_model_dir(cfg)
-        tokenizer = AutoTokenizer.from_pretrained(directory)
+        tokenizer = _cached_tokenizer(directory)
         model = _tiny_model(cfg, tokenizer).to(dtype)
         model = _with_adapter(model, cfg.adapter) if cfg.adapter else model
         return model, tokenizer, LoadReport("tiny", time.perf_counter() - start)

@@ -205,3 +205,16 @@ def test_model_tag_of_a_local_model_names_the_resolved_directory(tmp_path, monke
     relative = ModelConfig(source="local", path="model")
     absolute = ModelConfig(source="local", path=str(tmp_path / "model"))
     assert model_tag(relative) == model_tag(absolute)
+
+
+@pytest.mark.parametrize("source", ["package", "tiny"])
+def test_a_damaged_tokenizer_in_the_cache_is_one_clear_error(tmp_path, source):
+    import shutil
+
+    cfg = load_config(TINY).model
+    cached = next((ROOT / "data" / "models").glob("SmolLM2-135M-Instruct*"))
+    shutil.copytree(cached, tmp_path / cached.name, ignore=shutil.ignore_patterns("*.safetensors"))  # the tokenizer fails first
+    (tmp_path / cached.name / "tokenizer.json").write_text("{ not json", encoding="utf-8")
+    cfg.cache_dir, cfg.source, cfg.adapter = str(tmp_path), source, ""
+    with pytest.raises(ModelLoadError, match="delete"):
+        load_model(cfg)
