@@ -325,8 +325,7 @@ class ElasticVocab:
         return events
 
     def _fit_text(self, base_ids: list[int], user: str) -> FitText:
-        # The prefix gives the message's first token a context the model knows (measured:
-        # fitting after <|im_start|> instead of <|endoftext|> left held-out perplexity 3% worse).
+        # The prefix gives the message's first token a context the model knows, as it starts documents.
         prefix = self.base_encode(self.cfg.fit_prefix)
         grown = prefix + self.merge(base_ids, user=user)
         widths = [1 if i < self.base_size else len(self.lexicon[i].expansion) for i in grown]

@@ -16,11 +16,8 @@ greedy decoding picks the piece (the lower id) where a reply copies the word, an
 model, which read the whole word as one token, goes on as if it had written it ("K plays
 the oboe" for " Kwabena plays the oboe"). So a "first" row starts as the first piece's
 times 1 + FIRST_LIFT, and the fit's targets put the token above its first piece where the
-word surely goes on and below it elsewhere. Measured on SmolLM2-135M, 7 names each taught
-in one message, then copied in a later text (token minus first-piece logit at the copy):
-unlifted and unfitted, all 7 tied and greedy decoding took the piece; lifted, unfitted,
-+0.4 to +1.1; unlifted, fitted (5 steps), one of 7 still below its piece (-0.06); lifted
-and fitted, +0.9 to +4.7, with held-out perplexity 4% lower than unlifted and fitted.
+word surely goes on and below it elsewhere: neither the lift nor the fit alone keeps
+every taught name above its piece where a reply copies it.
 """
 
 from __future__ import annotations
