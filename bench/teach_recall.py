@@ -93,6 +93,11 @@ NAMES_FILE = ROOT.parent / "shared" / "data" / "names" / "names.txt"
 SIZES = (10, 50, 200)
 RESTART_FACTS = 20
 
+def share(items: list[dict], key: str = "right") -> float | None:
+    """The share of `items` whose `key` is true, rounded; None when there are none."""
+    return round(sum(q[key] for q in items) / len(items), 4) if items else None
+
+
 def run_frozen(make_agent, conversations: list[Conversation], name: str) -> dict:
     """Every frozen conversation through fresh agents (a new one at each restart); each
     scored question's outcome, and all replies."""
@@ -109,9 +114,6 @@ def run_frozen(make_agent, conversations: list[Conversation], name: str) -> dict
             if turn.kind:
                 scored.append({**score(turn, reply.text, reply.memory.get("notes", [])), "long": conversation.long})
         agent.close()
-
-    def share(items: list[dict], key: str = "right") -> float | None:
-        return round(sum(q[key] for q in items) / len(items), 4) if items else None
 
     short = [q for q in scored if not q["long"]]
     long = [q for q in scored if q["long"]]
@@ -208,9 +210,6 @@ def evaluate_system(name: str, cfg: Config, controller: Controller, plan: dict[i
     restarted = {"questions": [], "seconds": {}, "turns": 0, "untold": [], "replies": []}
     for k, episode in enumerate(restart):
         run_dialogue(make_agent, episode, f"{name}-restart-{k}", restart=True, tally=restarted)
-
-    def share(items: list[dict], key: str = "right") -> float | None:
-        return round(sum(q[key] for q in items) / len(items), 4) if items else None
 
     everything = [q for t in tally_by.values() for q in t["questions"]]
     untold_asked = [q for t in tally_by.values() for q in t["untold"]]

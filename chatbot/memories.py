@@ -44,12 +44,7 @@ class Memories:
     """
 
     def __init__(self, cfg: Config, controller: Controller) -> None:
-        m = cfg.memoria
-        if m.vector not in ("key", "hidden", "sentence") or m.reward not in ("attention", "uniform") or m.unit not in ("sentence", "message"):
-            raise ValueError(
-                f"memoria.vector must be key, hidden or sentence, memoria.reward attention or uniform, memoria.unit sentence "
-                f"or message; got {m.vector!r}, {m.reward!r}, {m.unit!r}"
-            )
+        m = cfg.memoria  # its choices (vector, reward, unit) are checked when the config is loaded
         self.cfg, self.controller = cfg, controller
         self.store: Store | None = None  # set by open()
         # The elastic vocabulary: one lexicon and one set of rows in the model it resizes, each user's tokens their own
