@@ -50,6 +50,10 @@ A size given 0 dialogues is not run and reported as null. The last line is `RESU
 
 from __future__ import annotations
 
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # before torch: only the model's thread runs a thread team (chatbot/__init__.py)
+
 import argparse
 import copy
 import json

@@ -64,7 +64,7 @@ class ModelConfig:
     dtype: str = "float32"  # torch dtype the weights are kept in
     # LoRA merged in at load (train_meta.py, stage adapter): the plain 135M model reads facts from its prompt poorly
     adapter: str = "checkpoints/answer_lora.pt"
-    threads: int = 0  # torch CPU threads; 0 = torch's default
+    threads: int = 0  # CPU threads of the model's own thread (every other thread runs on one); 0 = every core
     tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
 
 
@@ -82,9 +82,15 @@ class GenerationConfig:
     note_answer_bias: float = 4.0
     # replies may emit grown tokens: a taught name is one token in the prompt and is copied as such; false = base pieces
     reply_added_tokens: bool = True
+    # "lean": the controller's own batch-1 loop over a fixed KV cache (llama models on the CPU; others fall back); "transformers": generate
+    decode: Literal["lean", "transformers"] = "lean"
+    # matrices a lean decode step reads: "int8" (weight-only, one scale per row) streams a quarter of float32's bytes
+    decode_weights: Literal["float32", "int8"] = "float32"
+    # keys and values of each user's last prompt and reply, kept so their next turn prefills only what is new; 0 = off
+    prefix_cache_mb: int = 512
 
     def __post_init__(self) -> None:
-        at_least(self, max_new_tokens=1)
+        at_least(self, max_new_tokens=1, prefix_cache_mb=0)
 
 
 @dataclass
@@ -97,7 +103,8 @@ class ChatConfig:
 
     system_prompt: str = "You are a helpful assistant."  # first message of every prompt
     max_message_chars: int = 8000  # longer user messages are truncated, with a note
-    history_turns: int = 8  # earlier turns of the conversation put back into the prompt
+    history_turns: int = 8  # most earlier turns of the conversation put back into the prompt
+    history_drop: int = 4  # beyond history_turns, the oldest leave this many at a time: the prompt's start (and its cached KV) stays put between
     max_prompt_tokens: int = 4096  # oldest history turns are dropped to stay under this (and the model's context)
     max_notes: int = 1  # remembered sentences in the system message: the 135M model is misled by look-alike facts in more
     note_min_similarity: float | None = None  # a reminded engram is a note only if this close (cosine) to the message; off: name rules pick
@@ -112,7 +119,7 @@ class ChatConfig:
     soft_prefix: bool = False  # also prepend the neural memory's reads to the prompt's embeddings; the LM is not trained to read them
 
     def __post_init__(self) -> None:
-        at_least(self, max_message_chars=1, history_turns=0, max_prompt_tokens=64, max_notes=0, cue_limit=0)
+        at_least(self, max_message_chars=1, history_turns=0, history_drop=1, max_prompt_tokens=64, max_notes=0, cue_limit=0)
 
 
 @dataclass

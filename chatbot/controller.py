@@ -2,29 +2,52 @@
 
 It lays out prompts (`prompt_ids`, with each note's token span), streams replies
 (`generate`, optionally after soft-prefix vectors, with the notes' spelling and answer
-biases) and measures how much a reply attended to each note. One model serves every
-request: a lock serialises them, so generation never interleaves.
+biases) and measures how much a reply attended to each note. A llama model on the CPU
+decodes through `LeanLlama` and keeps each user's prompt KV for their next turn; any
+other model (or `generation.decode: transformers`) goes through transformers' generate.
+One model serves every request: a lock serialises them, so generation never interleaves,
+and all of its heavy work runs on one thread of its own, the only one given several CPU
+threads (see chatbot/__init__.py).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from bisect import bisect_right
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import torch
-from transformers import PreTrainedModel, PreTrainedTokenizerBase, StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+from transformers import (
+    LogitsProcessorList,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    SequenceBiasLogitsProcessor,
+    StoppingCriteria,
+    StoppingCriteriaList,
+    SuppressTokensLogitsProcessor,
+    TemperatureLogitsWarper,
+    TextIteratorStreamer,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+)
 
 from text import words
 from vocab import ElasticVocab
 
+from . import lean_llama
 from .config import GenerationConfig, ModelConfig
+from .kv_cache import UserCaches
+from .lean_llama import LeanLlama
 from .loading import LoadReport, load_model
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass
@@ -32,12 +55,15 @@ class Generation:
     """What one `generate` call did, filled in when its stream ends."""
 
     prompt_tokens: int = 0  # as the model read them: grown tokens merged, soft prefix included
+    reused_tokens: int = 0  # of those, how many the user's cache from their last turn already held
     new_tokens: int = 0
     # per requested span: the attention mass the reply's tokens put on it, averaged over
     # layers, heads and reply tokens (what the paper's lifespan reward is made of)
     span_attention: list[float] = field(default_factory=list)
     seconds: float = 0.0  # prefill and decoding
-    attention_seconds: float = 0.0  # the extra pass that measures span attention
+    first_token_seconds: float = 0.0  # from the call until the first new token is known
+    attention_seconds: float = 0.0  # transformers' path only: the extra pass that measures span attention
+    path: str = ""  # "lean" or "transformers"
 
 
 class _Cancelled(StoppingCriteria):
@@ -58,8 +84,11 @@ class Controller:
         tokenizer: its tokenizer, with a chat template.
     """
 
-    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> None:
+    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, threads: int = 0) -> None:
         self.model = model.eval().requires_grad_(False)
+        # threads: CPU threads of the model's thread; 0 = every core this process may use
+        count = threads or len(os.sched_getaffinity(0))
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="model", initializer=torch.set_num_threads, initargs=(count,))
         self.tokenizer = tokenizer
         self.lock = threading.RLock()
         self.load_report = LoadReport("given", 0.0)
@@ -68,12 +97,16 @@ class Controller:
         # Control strings ("<|im_start|>") typed by a user or held in a memory must stay text.
         self._controls = sorted({t.content for t in tokenizer.added_tokens_decoder.values() if t.special and len(t.content) > 1},
                                 key=len, reverse=True)
+        self._lean: LeanLlama | None = None  # built on the first lean generation (it re-views the model's weights)
+        self._caches = UserCaches(0)
+        eos = model.generation_config.eos_token_id
+        self._eos = set(eos if isinstance(eos, list) else [tokenizer.eos_token_id if eos is None else eos])
 
     @classmethod
     def from_config(cls, cfg: ModelConfig) -> "Controller":
         """Load the model `cfg` names; raises ModelLoadError with a fix on failure."""
         model, tokenizer, report = load_model(cfg)
-        controller = cls(model, tokenizer)
+        controller = cls(model, tokenizer, cfg.threads)
         controller.load_report = report
         return controller
 
@@ -94,9 +127,11 @@ class Controller:
         """
         return self.prompt_ids(messages)[0]
 
-    def prompt_ids(self, messages: list[dict[str, str]], spans_of: Sequence[str] = ()) -> tuple[torch.LongTensor, list[tuple[int, int]]]:
+    def prompt_ids(self, messages: list[dict[str, str]], spans_of: Sequence[str] = (),
+                   spans_after: str = "") -> tuple[torch.LongTensor, list[tuple[int, int]]]:
         """`chat_ids`, and the token span [start, end) where each text of `spans_of` first
-        appears in the prompt, searched in order ((0, 0) when absent).
+        appears in the prompt after the last occurrence of `spans_after`, searched in
+        order ((0, 0) when absent): a note also said in an earlier turn is found in the notes.
 
         Returns: [1, T] base token ids and one span per text.
         """
@@ -105,7 +140,7 @@ class Controller:
         rendered = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         encoded = self.tokenizer(rendered, add_special_tokens=False, return_offsets_mapping=True)
         offsets = encoded["offset_mapping"]
-        spans, search_from = [], 0
+        spans, search_from = [], max(rendered.rfind(self.escape(spans_after)), 0) if spans_after else 0
         for text in spans_of:
             at = rendered.find(text, search_from)
             covered = [i for i, (a, b) in enumerate(offsets) if at >= 0 and a < at + len(text) and b > at]
@@ -207,6 +242,81 @@ class Controller:
         rows = torch.stack([a[0] for a in out.attentions]).float().mean((0, 1))  # [R, P+R]
         return [float(rows[:, a:b].sum(-1).mean()) if b > a else 0.0 for a, b in spans]
 
+    def call(self, fn: Callable[..., T], *args, **kwargs) -> T:
+        """fn(*args, **kwargs) run on the model's thread (with its CPU threads); its result or exception.
+
+        Run here instead when this thread is the model's or holds `lock` (the model's
+        thread may be waiting for it).
+        """
+        if threading.current_thread().name.startswith("model") or self.lock._is_owned():
+            return fn(*args, **kwargs)
+        return self._thread.submit(fn, *args, **kwargs).result()
+
+    def forget_prompts(self, user: str) -> None:
+        """Drop the KV kept of `user`'s last prompt (their memories or conversation were deleted)."""
+        with self.lock:
+            self._caches.drop(user)
+
+    def cached_users(self) -> list[str]:
+        with self.lock:
+            return self._caches.users()
+
+    def lean_path(self, gen: GenerationConfig) -> LeanLlama | None:
+        """The lean decoder when `gen` asks for it and the model is a llama on the CPU, else None."""
+        if gen.decode != "lean" or self.model.device.type != "cpu" or not lean_llama.supports(self.model):
+            return None
+        if self._lean is None:
+            base = self.vocab.base_size if self.vocab is not None else self.model.get_output_embeddings().weight.shape[0]
+            self._lean = LeanLlama(self.model, base_rows=base)
+        return self._lean
+
+    def _lean_generate(self, lean: LeanLlama, inputs: dict, gen: GenerationConfig, processors: LogitsProcessorList,
+                       streamer: TextIteratorStreamer, cancel: threading.Event, spans: list[tuple[int, int]],
+                       user: str, report: Generation, started: float) -> None:
+        """Prefill what `user`'s cache lacks of the prompt, then decode token by token into `streamer`."""
+        embeds = inputs.get("inputs_embeds")
+        prompt = inputs["input_ids"][0] if embeds is None else None
+        length = prompt.shape[0] if embeds is None else embeds.shape[1]
+        self._caches.max_bytes = gen.prefix_cache_mb << 20
+        cache = self._caches.take(user) if embeds is None else None
+        reused = 0
+        if cache is not None:
+            ids = prompt.tolist()
+            reused = min(cache.reusable(ids, self.model.get_input_embeddings().weight, lean.base_rows), len(ids) - 1)
+            cache.crop(reused)
+        else:
+            cache = lean.new_cache(length + gen.max_new_tokens + 1)
+        streamer.put(prompt[None] if embeds is None else torch.zeros(1, 0, dtype=torch.long))
+        logits = lean.forward(cache, ids=prompt[reused:]) if embeds is None else lean.forward(cache, embeds=embeds[0])
+        report.first_token_seconds = time.perf_counter() - started
+        mass = torch.zeros(length + gen.max_new_tokens + 1) if spans else None
+        # what the logits processors see: the prompt's ids, as in generate (none after a soft prefix)
+        seen = prompt[None].clone() if embeds is None else torch.zeros(1, 0, dtype=torch.long)
+        fed = 0
+        for _ in range(gen.max_new_tokens):
+            scores = processors(seen, logits[None])
+            if gen.do_sample:
+                token = int(torch.multinomial(torch.softmax(scores[0], dim=-1), 1))
+            else:
+                token = int(scores[0].argmax())
+            seen = torch.cat([seen, torch.tensor([[token]])], dim=1)
+            streamer.put(torch.tensor([token]))
+            report.new_tokens += 1
+            if token in self._eos or cancel.is_set() or report.new_tokens == gen.max_new_tokens:
+                break
+            logits = lean.forward(cache, ids=torch.tensor([token]), int8=gen.decode_weights == "int8", attention_mass=mass)
+            fed += 1
+        if spans and report.new_tokens and not cancel.is_set():  # the reply's last token attends too
+            lean.forward(cache, ids=torch.tensor([token]), int8=gen.decode_weights == "int8", attention_mass=mass, logits=False)
+            fed += 1
+        streamer.end()
+        report.prompt_tokens, report.reused_tokens = length, reused
+        if mass is not None and fed:
+            mass /= fed * len(lean.layers) * lean.heads
+            report.span_attention = [float(mass[a:b].sum()) if b > a else 0.0 for a, b in spans]
+        if embeds is None:
+            self._caches.put(user, cache)
+
     def generate(
         self,
         input_ids: torch.LongTensor,
@@ -260,30 +370,44 @@ class Controller:
                 with self.lock, torch.inference_mode():
                     started = time.perf_counter()
                     inputs, position = self._prompt_inputs(input_ids, soft_prefix, user)
-                    kwargs.update(inputs)
+                    moved = [(position(a), position(b - 1) + 1) if b > a else (0, 0) for a, b in spans]
                     # under the lock, so no other user's turn can grow or renumber added ids in between
                     bias, barred = self.note_bias(notes, answer_words, gen, user), self.barred_ids(gen, user)
-                    if bias:
-                        kwargs.update(sequence_bias=bias)
-                    if barred:
-                        kwargs.update(suppress_tokens=barred)
                     if seed is not None:
                         torch.manual_seed(seed)
-                    output = self.model.generate(**kwargs)
-                    report.prompt_tokens = next(iter(inputs.values())).shape[1]
-                    report.new_tokens = output.sequences.shape[1] - (report.prompt_tokens if "input_ids" in inputs else 0)
+                    lean = self.lean_path(gen)
+                    report.path = "lean" if lean is not None else "transformers"
+                    if lean is not None:
+                        processors = LogitsProcessorList()
+                        if bias:
+                            processors.append(SequenceBiasLogitsProcessor(sequence_bias=bias))
+                        if barred:
+                            processors.append(SuppressTokensLogitsProcessor(barred))
+                        if gen.do_sample:  # generate's order; its top_k comes from the model's generation config
+                            processors.append(TemperatureLogitsWarper(gen.temperature))
+                            if self.model.generation_config.top_k:
+                                processors.append(TopKLogitsWarper(self.model.generation_config.top_k))
+                            processors.append(TopPLogitsWarper(gen.top_p))
+                        self._lean_generate(lean, inputs, gen, processors, streamer, cancel, moved, user, report, started)
+                    else:
+                        kwargs.update(inputs)
+                        if bias:
+                            kwargs.update(sequence_bias=bias)
+                        if barred:
+                            kwargs.update(suppress_tokens=barred)
+                        output = self.model.generate(**kwargs)
+                        report.prompt_tokens = next(iter(inputs.values())).shape[1]
+                        report.new_tokens = output.sequences.shape[1] - (report.prompt_tokens if "input_ids" in inputs else 0)
                     report.seconds = time.perf_counter() - started
-                    if spans and not cancel.is_set():
+                    if lean is None and spans and not cancel.is_set():
                         started = time.perf_counter()
-                        moved = [(position(a), position(b - 1) + 1) if b > a else (0, 0) for a, b in spans]
                         report.span_attention = self._span_attention(output, report.prompt_tokens, report.new_tokens, moved)
                         report.attention_seconds = time.perf_counter() - started
             except BaseException as exc:  # surfaced in the consumer's thread below
                 error.append(exc)
                 streamer.end()
 
-        worker = threading.Thread(target=run, daemon=True)
-        worker.start()
+        worker = self._thread.submit(run)
         finished = False
         try:
             yield from streamer
@@ -291,6 +415,6 @@ class Controller:
         finally:
             if not finished:  # the consumer went away: stop generating, skip the attention pass
                 cancel.set()
-            worker.join()
+            worker.result()
         if error:
             raise error[0]

@@ -158,8 +158,6 @@ def _cached_tokenizer(directory: Path) -> PreTrainedTokenizerBase:
 def load_model(cfg: ModelConfig) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, LoadReport]:
     """The model and tokenizer `cfg` names, and how they were obtained; raises ModelLoadError with a fix on failure."""
     start = time.perf_counter()
-    if cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
     dtype = getattr(torch, cfg.dtype, None)
     if not isinstance(dtype, torch.dtype):
         raise ModelLoadError(f"model.dtype {cfg.dtype!r} is not a torch dtype (try float32 or bfloat16)")

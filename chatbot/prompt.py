@@ -1,7 +1,9 @@
-"""How memory enters the prompt: the notes in the system message, then the conversation.
+"""How memory enters the prompt: the system prompt, the conversation, then the notes just before the new message.
 
-The agent and the adapter's training build prompts with these same functions, so the
-adapter learns exactly the layout it meets in chat.
+The notes come last so that everything before them (system prompt, earlier turns) is
+the same from one turn to the next, and the user's cached keys and values of it are
+reused (chatbot/kv_cache.py). The agent and the adapter's training build prompts with
+these same functions, so the adapter learns exactly the layout it meets in chat.
 """
 
 from __future__ import annotations
@@ -9,19 +11,19 @@ from __future__ import annotations
 NOTES_HEADER = "What the user told you earlier, oldest first:"
 
 
-def system_message(system_prompt: str, notes: list[str]) -> str:
-    """The system prompt, followed by the notes memory recalled (if any), one per line."""
-    if not notes:
-        return system_prompt
+def notes_message(notes: list[str]) -> str:
+    """The notes memory recalled, one per line under their header."""
     lines = "\n".join(f"- {n}" for n in notes)
-    return f"{system_prompt}\n\n{NOTES_HEADER}\n{lines}"
+    return f"{NOTES_HEADER}\n{lines}"
 
 
 def chat_messages(system_prompt: str, notes: list[str], history: list[tuple[str, str]], text: str) -> list[dict[str, str]]:
-    """Chat messages: system (with notes), earlier (user, reply) pairs, the new message."""
-    messages = [{"role": "system", "content": system_message(system_prompt, notes)}]
+    """Chat messages: system prompt, earlier (user, reply) pairs, the notes (a system message, when any), the new message."""
+    messages = [{"role": "system", "content": system_prompt}]
     for said, replied in history:
         messages.append({"role": "user", "content": said})
         messages.append({"role": "assistant", "content": replied})
+    if notes:
+        messages.append({"role": "system", "content": notes_message(notes)})
     messages.append({"role": "user", "content": text})
     return messages

@@ -39,7 +39,7 @@ from .controller import Controller, Generation
 from .forget import ForgetRequest, forget_request
 from .memories import Memories
 from .notes import answer_words, choose_notes, cue_words, cued_engrams, unnamed_closeness
-from .prompt import chat_messages
+from .prompt import NOTES_HEADER, chat_messages
 
 # The stages whose time is the memory's cost (the rest: vocabulary, generation, saving).
 MEMORY_STAGES = ("encode", "neural", "remind", "attention", "adjust", "consolidate")
@@ -222,14 +222,25 @@ class Turn:
         state.seconds["attention"] = state.generation.attention_seconds
 
     def prompt_ids(self, conversation_id: int, text: str, notes: list[str] = ()) -> tuple[torch.LongTensor, list[tuple[int, int]]]:
-        """Prompt ids with the notes and as many recent turns as fit the token budget, and
-        each note's token span. Returns [1, T] and one (start, end) per note."""
-        history = self.store.turns(conversation_id, limit=self.cfg.chat.history_turns)
-        budget = min(self.cfg.chat.max_prompt_tokens, self.controller.max_positions) - self.cfg.generation.max_new_tokens
+        """Prompt ids with the recent turns that fit the token budget and the notes, and
+        each note's token span. Returns [1, T] and one (start, end) per note.
+
+        Once the conversation is longer than `history_turns`, its oldest shown turns leave
+        `history_drop` at a time, so the prompt's start stays the same for the turns in
+        between and the user's cached keys and values of it are reused.
+        """
+        chat = self.cfg.chat
+        total = self.store.turn_count(conversation_id)
+        shown = total
+        if total > chat.history_turns:
+            dropped = -(-(total - chat.history_turns) // chat.history_drop) * chat.history_drop
+            shown = max(total - dropped, 0)
+        history = self.store.turns(conversation_id, limit=shown) if shown else []
+        budget = min(chat.max_prompt_tokens, self.controller.max_positions) - self.cfg.generation.max_new_tokens
         while True:
             pairs = [(t.user_text, t.reply) for t in history]
-            messages = chat_messages(self.cfg.chat.system_prompt, list(notes), pairs, text)
-            ids, spans = self.controller.prompt_ids(messages, notes)
+            messages = chat_messages(chat.system_prompt, list(notes), pairs, text)
+            ids, spans = self.controller.prompt_ids(messages, notes, spans_after=NOTES_HEADER)
             if ids.shape[1] <= budget or not history:
                 return ids, spans
             history = history[1:]

@@ -193,6 +193,9 @@ class Store:
         rows = self.db.execute(sql, params).fetchall()
         return [Turn(*row) for row in reversed(rows)]
 
+    def turn_count(self, conversation_id: int) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM turns WHERE conversation_id = ?", [conversation_id]).fetchone()[0]
+
     def said(self, user: str) -> list[str]:
         """Everything `user` said, in every conversation, oldest first."""
         rows = self.db.execute(

@@ -26,8 +26,8 @@ STORY = """1 Mary moved to the bathroom.
 
 
 def notes_of(example) -> list[str]:
-    system = example.messages[0]["content"]
-    return [line[2:] for line in system.split(NOTES_HEADER)[-1].splitlines() if line.startswith("- ")]
+    block = next((m["content"] for m in example.messages if m["content"].startswith(NOTES_HEADER)), "")
+    return [line[2:] for line in block.splitlines() if line.startswith("- ")]
 
 
 def test_babi_examples_answer_from_the_newest_note_on_the_person(tmp_path):

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from chatbot import Agent, MessageError
+from chatbot.prompt import NOTES_HEADER
 
 from .conftest import ROOT, make_agent
 
@@ -172,3 +173,28 @@ def test_a_start_that_fails_on_a_checkpoint_never_touches_the_database(tmp_path,
         with pytest.raises(ModelLoadError, match="neural_memory.checkpoint"):
             Agent.from_config(config, db=db)
     assert not fresh.exists() and journal.read_bytes() == before
+
+
+def test_old_turns_leave_in_blocks_so_the_prompts_start_stays_put(tiny_agent):
+    chat = tiny_agent.cfg.chat
+    chat.history_turns, chat.history_drop = 4, 2
+    conv = tiny_agent.store.current_conversation("alice")
+    starts = []
+    for i in range(9):
+        tiny_agent.chat("alice", f"message number {i}")
+        prompt = tiny_agent.controller.tokenizer.decode(tiny_agent.turn.prompt_ids(conv, "next")[0][0])
+        starts.append(next(k for k in range(i + 1) if f"message number {k}" in prompt))
+        assert f"message number {i}" in prompt and prompt.count("message number") <= chat.history_turns
+    # the oldest shown turn moves two at a time, never one: the prompt's start is reused in between
+    assert starts == [0, 0, 0, 0, 2, 2, 4, 4, 6]
+
+
+def test_a_notes_span_is_found_in_the_notes_even_when_said_in_an_earlier_turn(tiny_agent):
+    said = "Oriel lives in Vantastad."
+    tiny_agent.chat("alice", said)
+    conv = tiny_agent.store.current_conversation("alice")
+    ids, (span,) = tiny_agent.turn.prompt_ids(conv, "Where does Oriel live?", [said])
+    text = tiny_agent.controller.tokenizer.decode(ids[0])
+    before_span = tiny_agent.controller.tokenizer.decode(ids[0][: span[0]])
+    assert text.count(said) == 2 and NOTES_HEADER in before_span
+    assert tiny_agent.controller.tokenizer.decode(ids[0][span[0]:span[1]]).strip() == said

