@@ -13,16 +13,35 @@ from pathlib import Path
 import torch
 from transformers import PreTrainedModel
 
+_PREFIX = "base_model.model."  # how peft's saved state names the wrapped model's modules
+
 
 def apply_adapter(model: PreTrainedModel, path: str | Path) -> PreTrainedModel:
-    """The model with the adapter at `path` merged into its weights (a plain model again)."""
-    from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
+    """The model with the adapter at `path` merged into its weights (a plain model again).
 
+    Each adapted linear layer gets W += (B @ A) * lora_alpha / r, peft's own merge,
+    without building a peft model around the 135M one (peft's import and merge were most
+    of a warm start).
+    """
     data = torch.load(path, weights_only=True)
-    config = data["config"]
-    peft_model = get_peft_model(model, LoraConfig(**config))
-    set_peft_model_state_dict(peft_model, {k: v.float() for k, v in data["state_dict"].items()})
-    return peft_model.merge_and_unload()
+    config, state = data["config"], data["state_dict"]
+    if config.get("use_rslora") or config.get("use_dora"):
+        raise ValueError("rsLoRA and DoRA adapters are not supported")
+    scale = config["lora_alpha"] / config["r"]
+    factors: dict[str, dict[str, torch.Tensor]] = {}
+    for key, value in state.items():
+        if not key.startswith(_PREFIX) or not key.endswith((".lora_A.weight", ".lora_B.weight")):
+            raise ValueError(f"unexpected tensor {key}")
+        name, part = key[len(_PREFIX):].rsplit(".lora_", 1)
+        factors.setdefault(name, {})[part[0]] = value.float()
+    modules = dict(model.named_modules())
+    with torch.no_grad():
+        for name, f in factors.items():
+            if name not in modules or set(f) != {"A", "B"}:
+                raise ValueError(f"no linear layer {name} to merge into, or a factor missing")
+            weight = modules[name].weight
+            weight += ((f["B"] @ f["A"]) * scale).to(weight.dtype)
+    return model
 
 
 def adapter_config(*, rank: int, alpha: float, dropout: float, targets: str, from_layer: int, layers: int) -> dict:

@@ -137,7 +137,7 @@ def _tiny_model(cfg: ModelConfig, tokenizer: PreTrainedTokenizerBase) -> PreTrai
 
 
 def _with_adapter(model: PreTrainedModel, path: str) -> PreTrainedModel:
-    from .adapter import apply_adapter  # peft is imported only when an adapter is used
+    from .adapter import apply_adapter
 
     if not Path(path).is_file():
         raise ModelLoadError(f"model.adapter {path} does not exist; train it with train_meta.py (stage adapter) or set it to \"\"")

@@ -56,7 +56,7 @@ class Memories:
             self.neural = self._chat_memory()
         # One sentence encoder for Memoria's "sentence" vectors and the retrieval baseline.
         wants_sentences = (m.enabled and m.vector == "sentence") or cfg.retrieval.enabled
-        self.sentences = SentenceEncoder() if wants_sentences else None
+        self.sentences = SentenceEncoder(run=controller.call) if wants_sentences else None
         self._vectors: Callable[[list[str]], torch.Tensor] = {
             "key": self._key_vectors, "sentence": self.sentences, "hidden": self._hidden_vectors,
         }[m.vector]

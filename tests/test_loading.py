@@ -218,3 +218,30 @@ def test_a_damaged_tokenizer_in_the_cache_is_one_clear_error(tmp_path, source):
     cfg.cache_dir, cfg.source, cfg.adapter = str(tmp_path), source, ""
     with pytest.raises(ModelLoadError, match="delete"):
         load_model(cfg)
+
+
+def test_the_adapter_merge_is_peft_s_merge(tmp_path):
+    import copy
+
+    from peft import LoraConfig, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
+
+    from chatbot.adapter import adapter_config, apply_adapter
+
+    cfg = load_config(TINY).model
+    cfg.adapter = ""
+    model, _, _ = load_model(cfg)
+    lora = adapter_config(rank=4, alpha=8.0, dropout=0.0, targets="q_proj,v_proj,down_proj", from_layer=1, layers=2)
+    peft_model = get_peft_model(copy.deepcopy(model), LoraConfig(**lora))
+    with torch.no_grad():  # B starts at zero: give both factors values so the merge changes something
+        for name, p in peft_model.named_parameters():
+            if "lora_" in name:
+                p.copy_(torch.randn_like(p) * 0.1)
+    path = tmp_path / "lora.pt"
+    torch.save({"config": lora, "state_dict": {k: v.detach().half() for k, v in get_peft_model_state_dict(peft_model).items()}}, path)
+    saved = {k: v.detach().half().float() for k, v in get_peft_model_state_dict(peft_model).items()}
+    set_peft_model_state_dict(peft_model, saved)  # what was saved: half precision, read back as float
+    expected = dict(peft_model.merge_and_unload().named_parameters())
+    merged = dict(apply_adapter(copy.deepcopy(model), path).named_parameters())
+    assert set(merged) == set(expected)
+    assert all(torch.equal(merged[k], expected[k]) for k in merged)
+    assert not torch.equal(merged["model.layers.1.self_attn.q_proj.weight"], dict(model.named_parameters())["model.layers.1.self_attn.q_proj.weight"])
