@@ -318,8 +318,23 @@ class Turn:
     # ---- what memory did ---------------------------------------------------------------------
 
     @staticmethod
-    def _contribution(state: TurnState) -> dict:
+    def _read_use(step: SentenceStep, state: TurnState, soft_prefix: bool) -> str:
+        """What a question's neural read did in this turn, in words for the Chat tab."""
+        uses = []
+        source = step.recall.source
+        if step.recall.word is None:
+            uses.append("nothing recalled: no word was sure enough")
+        elif source is not None and source.text in state.notes:
+            uses.append("its sentence is a note in the prompt")
+        elif source is not None:
+            uses.append("its sentence was a candidate note, not chosen")
+        if soft_prefix:
+            uses.append("the read vector was prepended to the prompt")
+        return "; ".join(uses) or "not used"
+
+    def _contribution(self, state: TurnState) -> dict:
         """What memory did this turn, for the Chat tab and the turn's stored meta."""
+        soft_prefix = self.cfg.chat.soft_prefix
         return {
             "notes": state.notes,
             "reminded": [
@@ -327,7 +342,7 @@ class Turn:
             ],
             "recall": [
                 {"question": s.text, "word": s.recall.word, "confidence": round(s.recall.confidence, 4),
-                 "source": s.recall.source.text if s.recall.source else None}
+                 "source": s.recall.source.text if s.recall.source else None, "used": self._read_use(s, state, soft_prefix)}
                 for s in state.steps if s.recall is not None
             ],
             "writes": [

@@ -211,3 +211,25 @@ def test_of_several_facts_about_someone_the_note_is_the_one_asked_about(tmp_path
     reply = list(agent.chat_stream("ann", "Where does Kedar live?"))[-1]
     assert reply.memory["notes"] == ["The place Kedar calls home is Halucrest."]
     agent.close()
+
+
+def test_each_read_says_what_it_did_this_turn(tmp_path, tiny_controller):
+    from ui.memory_tab import memory_markdown
+
+    agent = make_agent(tmp_path, tiny_controller)
+    agent.chat("ann", "Oriel lives in Vantastad.")
+    reply = list(agent.chat_stream("ann", "Where does Oriel live?"))[-1]
+    (read,) = reply.memory["recall"]
+    if read["word"] is None:
+        assert read["used"].startswith("nothing recalled")
+        assert "nothing recalled" in memory_markdown(reply.memory) and "used:" not in memory_markdown(reply.memory)
+    elif read["source"] in reply.memory["notes"]:
+        assert read["used"] == "its sentence is a note in the prompt"
+    else:
+        assert read["used"] in ("its sentence was a candidate note, not chosen", "not used")
+    sure = {**read, "word": "Vantastad", "confidence": 0.9, "source": "Oriel lives in Vantastad.", "used": "its sentence is a note in the prompt"}
+    shown = memory_markdown({"recall": [sure]})
+    assert "**Vantastad** (p = 0.90), from \"Oriel lives in Vantastad.\"; used: its sentence is a note in the prompt" in shown
+    unsure = memory_markdown({"recall": [{**sure, "word": None, "confidence": 0.2}]})
+    assert "nothing recalled (best p = 0.20)" in unsure and "**Vantastad**" not in unsure and "used:" not in unsure
+    agent.close()

@@ -39,7 +39,7 @@ def write_rows(writes: Sequence[WriteRecord]) -> list[list]:
 
 def read_rows(reads: Sequence[dict]) -> list[list]:
     """READ_COLUMNS rows of recent reads (newest first, as given)."""
-    return [[r["question"], r["word"] or "(nothing sure)", r["confidence"], r["source"] or ""] for r in reads]
+    return [[r["question"], r["word"] or "(nothing recalled)", r["confidence"], r["source"] or ""] for r in reads]
 
 
 def links_figure(engrams: Sequence[Engram], *, top: int = 16) -> Figure | None:
@@ -89,9 +89,12 @@ def memory_markdown(memory: dict) -> str:
     if memory.get("notes"):
         parts.append("**Put in the prompt** (oldest first):\n" + "\n".join(f"- {n}" for n in memory["notes"]))
     for r in memory.get("recall", []):
-        found = f"**{r['word']}** (p = {r['confidence']:.2f})" if r["word"] else f"nothing sure (best p = {r['confidence']:.2f})"
-        source = f", from \"{r['source']}\"" if r.get("source") else ""
-        parts.append(f"**Neural memory read** for \"{r['question']}\": {found}{source}")
+        if r["word"]:
+            found = f"**{r['word']}** (p = {r['confidence']:.2f})" + (f", from \"{r['source']}\"" if r.get("source") else "")
+        else:
+            found = f"nothing recalled (best p = {r['confidence']:.2f})"
+        used = f"; used: {r['used']}" if r.get("used") and r["word"] else ""
+        parts.append(f"**Neural memory read** for \"{r['question']}\": {found}{used}")
     for w in memory.get("writes", []):
         parts.append(f"**Written to the neural memory:** \"{w['text']}\" (points at \"{w['value']}\", beta {w['beta']:.2f})")
     reminded = memory.get("reminded", [])
