@@ -293,6 +293,7 @@ class Turn:
         meta = {
             "notes": reply.notes,
             "prompt_tokens": state.generation.prompt_tokens,
+            "reused_tokens": state.generation.reused_tokens,  # of those, held from the user's last turn
             "new_tokens": state.generation.new_tokens,
             "seconds": {k: round(v, 4) for k, v in state.seconds.items()},
             "vocab": [[e.kind, e.text] for e in state.vocab_events],

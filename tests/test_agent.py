@@ -198,3 +198,17 @@ def test_a_notes_span_is_found_in_the_notes_even_when_said_in_an_earlier_turn(ti
     before_span = tiny_agent.controller.tokenizer.decode(ids[0][: span[0]])
     assert text.count(said) == 2 and NOTES_HEADER in before_span
     assert tiny_agent.controller.tokenizer.decode(ids[0][span[0]:span[1]]).strip() == said
+
+
+def test_a_conversations_next_turn_prefills_only_what_is_new(tiny_agent):
+    for text in ["hello there", "my code word is zebra", "what was it?"]:
+        tiny_agent.chat("alice", text)
+    conv = tiny_agent.store.current_conversation("alice")
+    metas = [json.loads(row[0]) for row in tiny_agent.store.db.execute("SELECT meta FROM turns WHERE conversation_id = ? ORDER BY id", [conv])]
+    assert metas[0]["reused_tokens"] == 0
+    # the first turn's whole prompt starts the later ones (the notes come after the history): it comes from the cache
+    assert all(meta["reused_tokens"] >= metas[0]["prompt_tokens"] for meta in metas[1:])
+    tiny_agent.clear_memory("alice")  # forgetting drops what the cache held
+    tiny_agent.chat("alice", "and now?")
+    last = json.loads(tiny_agent.store.db.execute("SELECT meta FROM turns ORDER BY id DESC").fetchone()[0])
+    assert last["reused_tokens"] == 0
