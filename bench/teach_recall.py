@@ -26,6 +26,8 @@ fact's latest value (case-insensitive). The systems differ only in their config:
                 (chat.note_unnamed_closeness on, margin 0.1)
   full_fit20    the full system with 20 distillation steps on a grown token's row instead
                 of 5 (vocab.fit_steps 20)
+  full_capitalized_cues  the full system whose cue words are only capitalized words and numbers
+                (a lowercase name the user has used is no cue: chat.name_cues off)
   full_base_replies  the full system with replies held to base pieces, never the
                 vocabulary's added tokens (generation.reply_added_tokens off)
   full_unnamed_base_replies  full_unnamed and full_base_replies together
@@ -89,6 +91,7 @@ SYSTEMS = {
     "full_unlinked": {"chat.note_link_similarity": None, "chat.note_recency_margin": 0.15, "chat.note_unnamed_closeness": False},
     "full_unnamed": {"chat.note_recency_margin": 0.1, "chat.note_unnamed_closeness": True},
     "full_fit20": {"vocab.fit_steps": 20},
+    "full_capitalized_cues": {"chat.name_cues": False},
     "full_base_replies": {"generation.reply_added_tokens": False},
     "full_unnamed_base_replies": {"chat.note_recency_margin": 0.1, "chat.note_unnamed_closeness": True,
                                   "generation.reply_added_tokens": False},
@@ -167,9 +170,11 @@ def say(agent: Agent, user: str, text: str):
     return reply
 
 
-def run_dialogue(make_agent, episode: Episode, user: str, *, restart: bool, tally: dict, untold: list[str] = ()) -> None:
-    """Teach, (restart,) ask, ask the `untold` questions; adds each question's outcome and
-    the stage times of the dialogue's own turns to `tally`."""
+def run_dialogue(make_agent, episode: Episode, user: str, *, restart: bool, tally: dict, untold: list[str] = (),
+                 lowercase: bool = False) -> None:
+    """Teach, (restart,) ask (in lowercase, as people type, with `lowercase`), ask the
+    `untold` questions; adds each question's outcome and the stage times of the dialogue's
+    own turns to `tally`."""
     agent = make_agent()
     asked = False
     for i, step in enumerate(episode.steps):
@@ -178,8 +183,9 @@ def run_dialogue(make_agent, episode: Episode, user: str, *, restart: bool, tall
             if restart:
                 agent.close()
                 agent = make_agent()
-        reply = say(agent, user, step.text)
-        tally["replies"].append({"user": user, "text": step.text, "reply": reply.text})
+        text = step.text.lower() if lowercase and step.is_question else step.text
+        reply = say(agent, user, text)
+        tally["replies"].append({"user": user, "text": text, "reply": reply.text})
         for stage, seconds in reply.seconds.items():
             tally["seconds"][stage] = tally["seconds"].get(stage, 0.0) + seconds
         tally["turns"] += 1
@@ -200,7 +206,7 @@ def run_dialogue(make_agent, episode: Episode, user: str, *, restart: bool, tall
 
 
 def evaluate_system(name: str, cfg: Config, controller: Controller, plan: dict[int, list[Episode]], restart: list[Episode],
-                    workdir: Path, untold: dict[int, list[list[str]]]) -> dict:
+                    workdir: Path, untold: dict[int, list[list[str]]], lowercase: bool = False) -> dict:
     tally_by = {}
     db = workdir / f"{name}.db"
 
@@ -210,10 +216,10 @@ def evaluate_system(name: str, cfg: Config, controller: Controller, plan: dict[i
     for n, episodes in plan.items():
         tally_by[n] = tally = {"questions": [], "seconds": {}, "turns": 0, "untold": [], "replies": []}
         for k, episode in enumerate(episodes):
-            run_dialogue(make_agent, episode, f"{name}-{n}-{k}", restart=False, tally=tally, untold=untold[n][k])
+            run_dialogue(make_agent, episode, f"{name}-{n}-{k}", restart=False, tally=tally, untold=untold[n][k], lowercase=lowercase)
     restarted = {"questions": [], "seconds": {}, "turns": 0, "untold": [], "replies": []}
     for k, episode in enumerate(restart):
-        run_dialogue(make_agent, episode, f"{name}-restart-{k}", restart=True, tally=restarted)
+        run_dialogue(make_agent, episode, f"{name}-restart-{k}", restart=True, tally=restarted, lowercase=lowercase)
 
     everything = [q for t in tally_by.values() for q in t["questions"]]
     untold_asked = [q for t in tally_by.values() for q in t["untold"]]
@@ -279,6 +285,7 @@ def main() -> None:
     parser.add_argument("--people", type=int, default=0, help="facts about this many people, several each (0 = someone new each)")
     parser.add_argument("--split", default="test", choices=("val", "test"), help="val to choose settings on, test to report")
     parser.add_argument("--untold", type=int, default=0, help="questions per dialogue about facts never taught (0 = none)")
+    parser.add_argument("--lowercase", action="store_true", help="ask every question in lowercase (\"where does oriel live?\")")
     parser.add_argument("--frozen", action="store_true", help="run the frozen hand-written set instead (reported only)")
     parser.add_argument("--replies", help="write every turn's message and reply, per system, to this JSON file")
     parser.add_argument("--max-new-tokens", type=int, default=48, help="reply length cap (answers come first)")
@@ -304,7 +311,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
             t0 = time.perf_counter()
-            results[name] = evaluate_system(name, configured(base, SYSTEMS[name], args.max_new_tokens), controller, plan, restart, Path(tmp), untold)
+            results[name] = evaluate_system(name, configured(base, SYSTEMS[name], args.max_new_tokens), controller, plan, restart, Path(tmp), untold,
+                                           args.lowercase)
             replies[name] = results[name].pop("replies")
             results[name] = {**{f"acc_{n}": None for n in SIZES}, **results[name]}  # sizes not run stay null
             print(f"  {name}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)

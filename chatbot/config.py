@@ -116,6 +116,7 @@ class ChatConfig:
     note_unnamed_closeness: bool = False
     # most engrams mentioning the message's names recalled beside Memoria's remind and preferred as notes: questions name people
     cue_limit: int = 16
+    name_cues: bool = True  # a word the user has used as a name is a cue also when asked in lowercase ("where does oriel live?")
     soft_prefix: bool = False  # also prepend the neural memory's reads to the prompt's embeddings; the LM is not trained to read them
 
     def __post_init__(self) -> None:

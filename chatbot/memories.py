@@ -26,6 +26,7 @@ from .config import Config
 from .controller import Controller
 from .forget import ForgetRequest, forget_request
 from .loading import ModelLoadError, model_tag
+from .notes import names_in
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,7 @@ class Memories:
         # The retrieval baseline (off in the product): an index of each user's statements.
         self.retrieval = RetrievalIndex(self.sentences) if cfg.retrieval.enabled else None
         self._loaded: set[str] = set()
+        self._names: dict[str, set[str]] = {}  # user -> the words they used as names (`names`)
 
     def open(self, store: Store) -> None:
         """Read and write users' memories in `store`; the vocabulary is restored from it now."""
@@ -164,6 +166,7 @@ class Memories:
         if fresh and self.neural is not None:
             fresh = not neural_stale(self.store.db, self.neural, user, uid)
         if not fresh:
+            self._names.pop(user, None)
             if self.memoria is not None:
                 load_engrams(self.store.db, self.memoria, user)
                 if self.memoria.vector_kind_of(user) != self.memoria.vector_kind:
@@ -178,6 +181,28 @@ class Memories:
     def unload(self, user: str) -> None:
         """Forget what this process holds of the user: a failed save makes the next use reload from the store."""
         self._loaded.discard(user)
+        self._names.pop(user, None)
+
+    # ---- names ------------------------------------------------------------------------------
+
+    def names(self, user: str) -> set[str]:
+        """The words the user has used as names in what memory holds of them, lowercased:
+        asked about in lowercase ("where does oriel live?"), they still cue recall."""
+        if user not in self._names:
+            if self.memoria is not None:
+                texts = [e.text or "" for e in self.memoria.engrams(user)]
+            else:
+                texts = [w.text for w in self.neural.writes(user) if not w.forgotten] if self.neural is not None else []
+            self._names[user] = {n for t in texts for n in names_in(t, self._common)}
+        return self._names[user]
+
+    def learn_names(self, user: str, text: str) -> None:
+        """Add the names `text` uses to the user's (after its turn's recall)."""
+        self.names(user).update(names_in(text, self._common))
+
+    def _common(self, word: str) -> bool:
+        """A word the base tokenizer holds whole (" correction"): English, not a name it must spell out."""
+        return len(self.controller.tokenizer(" " + word, add_special_tokens=False)["input_ids"]) == 1
 
     def _reembed_engrams(self, user: str) -> None:
         """The user's engrams were saved with vectors made another way (another encoder,
@@ -213,6 +238,7 @@ class Memories:
         """Forget the user's engrams, writes and indexed statements that match; returns their texts."""
         texts: list[str] = []
         self.controller.forget_prompts(user)  # the keys and values kept of their last prompt hold what is forgotten
+        self._names.pop(user, None)
         if self.memoria is not None:
             doomed = [e for e in self.memoria.engrams(user) if e.text and not is_question(e.text) and request.matches(e.text)]
             self.memoria.forget([e.id for e in doomed], user=user)
@@ -230,6 +256,7 @@ class Memories:
         """Forget one engram and the neural-memory write of the same sentence; returns the texts forgotten."""
         texts = []
         self.controller.forget_prompts(user)
+        self._names.pop(user, None)
         if self.memoria is not None:
             texts += [e.text for e in self.memoria.engrams(user) if e.id == engram_id]
             self.memoria.forget([engram_id], user=user)
@@ -241,6 +268,7 @@ class Memories:
         """Forget all of the user's engrams and writes; returns how many sentences were forgotten."""
         count = 0
         self.controller.forget_prompts(user)
+        self._names.pop(user, None)
         if self.memoria is not None:
             count += len(self.memoria.forget([e.id for e in self.memoria.engrams(user)], user=user))
         if self.neural is not None:

@@ -9,7 +9,7 @@ would copy, which the controller nudges.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 import torch
 
@@ -30,15 +30,30 @@ _NOT_NAMES = STOP_WORDS | {
 }
 
 
-def cue_words(text: str) -> tuple[str, ...]:
+def cue_words(text: str, names: Collection[str] = ()) -> tuple[str, ...]:
     """The names and numbers a message mentions, lowercased: capitalized words (other
-    than question words and the like) and digits. A memory that mentions them is
+    than question words and the like), digits, and words the user has used as names
+    (`names`, lowercased: "where does oriel live?"). A memory that mentions them is
     recalled by them ("Where does Oriel live?" cues every sentence about Oriel)."""
     cues: list[str] = []
     for w in words(text):
-        if (w.isdigit() or w[0].isupper()) and w.lower() not in _NOT_NAMES and w.lower() not in cues:
-            cues.append(w.lower())
+        low = w.lower()
+        if (w.isdigit() or w[0].isupper() or low in names) and low not in _NOT_NAMES and low not in cues:
+            cues.append(low)
     return tuple(cues)
+
+
+def names_in(text: str, common: Callable[[str], bool]) -> set[str]:
+    """The words `text` uses as names, lowercased: capitalized words other than question
+    words and the like; at a sentence's start, where every word is capitalized, only
+    those that are not `common` words ("Oriel moved." names Oriel, "Correction: ..." nothing)."""
+    found = set()
+    for sentence in split_sentences(text):
+        for k, w in enumerate(words(sentence)):
+            low = w.lower()
+            if w[0].isupper() and not w.isdigit() and low not in _NOT_NAMES and (k > 0 or not common(low)):
+                found.add(low)
+    return found
 
 
 def without_names(text: str, cues: Sequence[str]) -> str:
@@ -68,11 +83,12 @@ def unnamed_closeness(
     return out
 
 
-def answer_words(text: str, notes: Sequence[str]) -> list[str]:
+def answer_words(text: str, notes: Sequence[str], names: Collection[str] = ()) -> list[str]:
     """Where an answer from memory would come from: when `text` asks something and names
-    someone, the words of the notes mentioning them that `text` does not hold
-    ("Where does Oriel live?" with "Oriel moved to Quillmere." -> moved, to, Quillmere)."""
-    cues = cue_words(text)
+    someone (`cue_words` with the user's `names`), the words of the notes mentioning them
+    that `text` does not hold ("Where does Oriel live?" with "Oriel moved to Quillmere."
+    -> moved, to, Quillmere)."""
+    cues = cue_words(text, names)
     if not cues or not any(is_question(s) for s in split_sentences(text)):
         return []
     asked = {w.lower() for w in words(text)}

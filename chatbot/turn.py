@@ -111,7 +111,11 @@ class Turn:
             yield state.reply
         else:
             state.sentences = split_sentences(state.text) or [state.text.strip()]
-            state.cues = cue_words(state.text) if self.cfg.chat.cue_limit > 0 else ()
+            chat = self.cfg.chat
+            names = self.memories.names(state.user) if chat.name_cues else ()
+            state.cues = cue_words(state.text, names) if chat.cue_limit > 0 else ()
+            if chat.name_cues:
+                self.memories.learn_names(state.user, state.text)
             self.read_and_write(state)
             self.remind(state)
             self.choose_notes(state)
@@ -219,7 +223,7 @@ class Turn:
         with state.stage("generate"):
             for piece in self.controller.generate(ids, soft_prefix=prefix, gen=self.cfg.generation, spans=spans,
                                                   report=state.generation, notes=state.notes,
-                                                  answer_words=answer_words(state.text, state.notes), user=state.user):
+                                                  answer_words=answer_words(state.text, state.notes, state.cues), user=state.user):
                 state.reply.text += piece
                 yield state.reply
         state.seconds["generate"] -= state.generation.attention_seconds

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from chatbot.config import ChatConfig
-from chatbot.notes import answer_words, choose_notes, cue_words, rank_notes, without_names
+from chatbot.notes import answer_words, choose_notes, cue_words, names_in, rank_notes, without_names
 from memory.engram_state import Engram, EngramType
 
 
@@ -90,3 +90,34 @@ def test_cue_words_are_the_names_and_numbers_a_message_mentions(message, cues):
 )
 def test_answer_words_come_from_the_notes_about_whom_a_question_asks(message, notes, expected):
     assert answer_words(message, notes) == expected
+
+
+def test_a_name_the_user_has_used_cues_recall_also_in_lowercase():
+    names = {"oriel", "vantastad"}
+    assert cue_words("where does oriel live?", names) == ("oriel",)
+    assert cue_words("where does oriel live?") == ()
+    assert cue_words("who lives in vantastad and where?", names) == ("vantastad",)
+    assert answer_words("where does oriel live?", ["Oriel moved to Quillmere."], names) == ["moved", "to", "Quillmere"]
+
+
+def test_names_are_capitalized_words_and_at_a_sentence_start_only_uncommon_ones():
+    common = {"correction", "remember", "my", "the", "yesterday"}.__contains__
+    assert names_in("My sister Oriel lives in Vantastad.", common) == {"oriel", "vantastad"}
+    assert names_in("Oriel moved. Correction: bay 14, not 9.", common) == {"oriel"}
+    assert names_in("Yesterday I met Bram at the Quillmere market. Where is he?", common) == {"bram", "quillmere"}
+
+
+def test_the_agent_learns_its_users_names_and_forgets_them_with_their_memories(tmp_path, tiny_controller):
+    from .conftest import make_agent
+
+    agent = make_agent(tmp_path, tiny_controller)
+    agent.chat("ann", "My sister Oriel lives in Vantastad.")
+    assert {"oriel", "vantastad"} <= agent.memories.names("ann")
+    assert agent.memories.names("bob") == set()  # one user's names are never another's cues
+    agent.close()
+    again = make_agent(tmp_path, tiny_controller)  # after a restart, rebuilt from what memory holds
+    again.chat("ann", "where does oriel live?")
+    assert {"oriel", "vantastad"} <= again.memories.names("ann")
+    again.clear_memory("ann")
+    assert again.memories.names("ann") == set()
+    again.close()
