@@ -16,6 +16,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from bisect import bisect_right
 from collections.abc import Callable, Iterator, Sequence
@@ -87,8 +88,11 @@ class Controller:
     def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, threads: int = 0) -> None:
         self.model = model.eval().requires_grad_(False)
         # threads: CPU threads of the model's thread; 0 = every core this process may use
-        count = threads or len(os.sched_getaffinity(0))
-        self._thread = ThreadPoolExecutor(1, thread_name_prefix="model", initializer=torch.set_num_threads, initargs=(count,))
+        self._threads = threads or len(os.sched_getaffinity(0))
+        self._start_model_thread()
+        ref = weakref.ref(self)
+        # a forked child holds no copy of the model's thread: it starts its own
+        os.register_at_fork(after_in_child=lambda: (c := ref()) is not None and c._start_model_thread())
         self.tokenizer = tokenizer
         self.lock = threading.RLock()
         self.load_report = LoadReport("given", 0.0)
@@ -101,6 +105,9 @@ class Controller:
         self._caches = UserCaches(0)
         eos = model.generation_config.eos_token_id
         self._eos = set(eos if isinstance(eos, list) else [tokenizer.eos_token_id if eos is None else eos])
+
+    def _start_model_thread(self) -> None:
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="model", initializer=torch.set_num_threads, initargs=(self._threads,))
 
     @classmethod
     def from_config(cls, cfg: ModelConfig) -> "Controller":

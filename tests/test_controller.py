@@ -168,3 +168,27 @@ def test_model_work_runs_on_the_model_thread_with_every_core(tiny_controller):
         assert tiny_controller.call(threading.current_thread) is threading.current_thread()
     with pytest.raises(ZeroDivisionError):
         tiny_controller.call(lambda: 1 / 0)
+
+
+def test_a_forked_child_generates_on_a_model_thread_of_its_own():
+    import multiprocessing
+
+    from chatbot import Controller, load_config
+    from tests.conftest import TINY
+
+    controller = Controller.from_config(load_config(TINY).model)
+    ids = prompt(controller)
+    expected = "".join(controller.generate(ids, gen=GREEDY))  # the parent's model thread has run
+
+    def child(queue):
+        queue.put("".join(controller.generate(ids, gen=GREEDY)))
+
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    process = ctx.Process(target=child, args=(queue,))
+    process.start()
+    process.join(60)
+    alive = process.is_alive()
+    if alive:
+        process.kill()
+    assert not alive and queue.get(timeout=5) == expected
