@@ -15,6 +15,10 @@ The last line is `RESULT {json}`.
 
 from __future__ import annotations
 
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # before torch: only the model's thread runs a thread team (chatbot/__init__.py)
+
 import argparse
 import json
 import re
