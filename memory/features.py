@@ -32,8 +32,12 @@ def hidden_states(controller: TextEncoder, texts: list[str], layer: int) -> list
 
     Returns: one [T_i, Hc] float32 tensor per text (its own length, no padding).
     """
-    tok = controller.tokenizer(texts, add_special_tokens=False, padding=True, return_tensors="pt")
-    ids, mask = tok["input_ids"], tok["attention_mask"]
+    # One text at a time, padded here: the tokenizer is shared across threads, and its
+    # padding setting is state that another thread's call would switch off mid-batch.
+    encoded = [controller.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+    width, pad = max((len(e) for e in encoded), default=0), controller.tokenizer.pad_token_id or 0
+    ids = torch.tensor([e + [pad] * (width - len(e)) for e in encoded], dtype=torch.long)
+    mask = torch.tensor([[1] * len(e) + [0] * (width - len(e)) for e in encoded], dtype=torch.long)
     n_layers = controller.model.config.num_hidden_layers
     with controller.lock:
         if layer == 0:
