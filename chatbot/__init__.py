@@ -8,7 +8,7 @@ import os
 # drops from ~35 to ~21 tokens/s). Effective only where this runs before torch is imported.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from .agent import Agent, MessageError  # noqa: E402
+from .agent import Agent, MessageError
 from .turn import Reply
 from .config import Config, ConfigError, load_config
 from .controller import Controller

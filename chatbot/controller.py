@@ -83,11 +83,11 @@ class Controller:
     Args:
         model: the decoder LM (eval mode, gradients off).
         tokenizer: its tokenizer, with a chat template.
+        threads: CPU threads of the model's own thread; 0 = every core this process may use.
     """
 
     def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, threads: int = 0) -> None:
         self.model = model.eval().requires_grad_(False)
-        # threads: CPU threads of the model's thread; 0 = every core this process may use
         self._threads = threads or len(os.sched_getaffinity(0))
         self._start_model_thread()
         ref = weakref.ref(self)
