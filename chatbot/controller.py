@@ -259,14 +259,10 @@ class Controller:
             return fn(*args, **kwargs)
         return self._thread.submit(fn, *args, **kwargs).result()
 
-    def forget_prompts(self, user: str) -> None:
-        """Drop the KV kept of `user`'s last prompt (their memories or conversation were deleted)."""
+    def forget_prompts(self, user: str | None = None) -> None:
+        """Drop the KV kept of `user`'s last prompt (their memories were deleted); None = every user's."""
         with self.lock:
             self._caches.drop(user)
-
-    def cached_users(self) -> list[str]:
-        with self.lock:
-            return self._caches.users()
 
     def lean_path(self, gen: GenerationConfig) -> LeanLlama | None:
         """The lean decoder when `gen` asks for it and the model is a llama on the CPU, else None."""
@@ -276,6 +272,20 @@ class Controller:
             base = self.vocab.base_size if self.vocab is not None else self.model.get_output_embeddings().weight.shape[0]
             self._lean = LeanLlama(self.model, base_rows=base)
         return self._lean
+
+    def _processors(self, gen: GenerationConfig, bias: dict[tuple[int, ...], float], barred: list[int]) -> LogitsProcessorList:
+        """The logits processors `generate` would build for these settings, in its order."""
+        processors = LogitsProcessorList()
+        if bias:
+            processors.append(SequenceBiasLogitsProcessor(sequence_bias=bias))
+        if barred:
+            processors.append(SuppressTokensLogitsProcessor(barred))
+        if gen.do_sample:  # its top_k comes from the model's generation config
+            processors.append(TemperatureLogitsWarper(gen.temperature))
+            if self.model.generation_config.top_k:
+                processors.append(TopKLogitsWarper(self.model.generation_config.top_k))
+            processors.append(TopPLogitsWarper(gen.top_p))
+        return processors
 
     def _lean_generate(self, lean: LeanLlama, inputs: dict, gen: GenerationConfig, processors: LogitsProcessorList,
                        streamer: TextIteratorStreamer, cancel: threading.Event, spans: list[tuple[int, int]],
@@ -299,7 +309,7 @@ class Controller:
         mass = torch.zeros(length + gen.max_new_tokens + 1) if spans else None
         # what the logits processors see: the prompt's ids, as in generate (none after a soft prefix)
         seen = prompt[None].clone() if embeds is None else torch.zeros(1, 0, dtype=torch.long)
-        fed = 0
+        fed, int8 = 0, gen.decode_weights == "int8"
         for _ in range(gen.max_new_tokens):
             scores = processors(seen, logits[None])
             if gen.do_sample:
@@ -311,10 +321,10 @@ class Controller:
             report.new_tokens += 1
             if token in self._eos or cancel.is_set() or report.new_tokens == gen.max_new_tokens:
                 break
-            logits = lean.forward(cache, ids=torch.tensor([token]), int8=gen.decode_weights == "int8", attention_mass=mass)
+            logits = lean.forward(cache, ids=torch.tensor([token]), int8=int8, attention_mass=mass)
             fed += 1
         if spans and report.new_tokens and not cancel.is_set():  # the reply's last token attends too
-            lean.forward(cache, ids=torch.tensor([token]), int8=gen.decode_weights == "int8", attention_mass=mass, logits=False)
+            lean.forward(cache, ids=torch.tensor([token]), int8=int8, attention_mass=mass, logits=False)
             fed += 1
         streamer.end()
         report.prompt_tokens, report.reused_tokens = length, reused
@@ -385,16 +395,7 @@ class Controller:
                     lean = self.lean_path(gen)
                     report.path = "lean" if lean is not None else "transformers"
                     if lean is not None:
-                        processors = LogitsProcessorList()
-                        if bias:
-                            processors.append(SequenceBiasLogitsProcessor(sequence_bias=bias))
-                        if barred:
-                            processors.append(SuppressTokensLogitsProcessor(barred))
-                        if gen.do_sample:  # generate's order; its top_k comes from the model's generation config
-                            processors.append(TemperatureLogitsWarper(gen.temperature))
-                            if self.model.generation_config.top_k:
-                                processors.append(TopKLogitsWarper(self.model.generation_config.top_k))
-                            processors.append(TopPLogitsWarper(gen.top_p))
+                        processors = self._processors(gen, bias, barred)
                         self._lean_generate(lean, inputs, gen, processors, streamer, cancel, moved, user, report, started)
                     else:
                         kwargs.update(inputs)

@@ -91,8 +91,9 @@ class UserCaches:
         while self._caches and self.nbytes > self.max_bytes:
             self._caches.popitem(last=False)
 
-    def users(self) -> list[str]:
-        return list(self._caches)
-
-    def drop(self, user: str) -> None:
-        self._caches.pop(user, None)
+    def drop(self, user: str | None = None) -> None:
+        """Drop `user`'s cache; None = every user's."""
+        if user is None:
+            self._caches.clear()
+        else:
+            self._caches.pop(user, None)

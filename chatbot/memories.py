@@ -237,8 +237,7 @@ class Memories:
     def forget(self, user: str, request: ForgetRequest) -> list[str]:
         """Forget the user's engrams, writes and indexed statements that match; returns their texts."""
         texts: list[str] = []
-        self.controller.forget_prompts(user)  # the keys and values kept of their last prompt hold what is forgotten
-        self._names.pop(user, None)
+        self._drop_derived(user)
         if self.memoria is not None:
             doomed = [e for e in self.memoria.engrams(user) if e.text and not is_question(e.text) and request.matches(e.text)]
             self.memoria.forget([e.id for e in doomed], user=user)
@@ -255,8 +254,7 @@ class Memories:
     def forget_engram(self, user: str, engram_id: int) -> list[str]:
         """Forget one engram and the neural-memory write of the same sentence; returns the texts forgotten."""
         texts = []
-        self.controller.forget_prompts(user)
-        self._names.pop(user, None)
+        self._drop_derived(user)
         if self.memoria is not None:
             texts += [e.text for e in self.memoria.engrams(user) if e.id == engram_id]
             self.memoria.forget([engram_id], user=user)
@@ -267,19 +265,23 @@ class Memories:
     def clear(self, user: str) -> int:
         """Forget all of the user's engrams and writes; returns how many sentences were forgotten."""
         count = 0
-        self.controller.forget_prompts(user)
-        self._names.pop(user, None)
+        self._drop_derived(user)
         if self.memoria is not None:
             count += len(self.memoria.forget([e.id for e in self.memoria.engrams(user)], user=user))
         if self.neural is not None:
             count += self.neural.clear(user)
         return count
 
+    def _drop_derived(self, user: str) -> None:
+        """Before forgetting: drop what was made from the user's memories, the names they
+        used and the keys and values kept of their last prompt (which may hold what goes)."""
+        self.controller.forget_prompts(user)
+        self._names.pop(user, None)
+
     def close(self) -> None:
         """Give the controller back its base vocabulary, so another Agent (a restart in
         the same process) can load the saved one over it."""
-        for user in self.controller.cached_users():
-            self.controller.forget_prompts(user)
+        self.controller.forget_prompts()
         if self.vocab is not None:
             with self.controller.lock:
                 self.vocab.detach()
