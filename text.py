@@ -7,11 +7,19 @@ from collections.abc import Iterable
 
 import pysbd
 
-# A word is a run of letters and digits: "Oriel's" is "Oriel" and "s", "4417" is a word.
-WORD = re.compile(r"[^\W_]+")
-# Sentence boundaries by pysbd's rules (abbreviations, initials, decimals, times, e-mail
-# addresses and URLs do not end a sentence: "Dr. Okafor moved it to 9:15 a.m." is one).
-_SEGMENTER = pysbd.Segmenter(language="en", clean=False)
+# Addresses are one word each, whatever punctuation they hold: a value to copy whole.
+_URL = r"(?:https?://|www\.)[^\s<>\"']*[^\s<>\"'.,;:!?)\]]"
+_EMAIL = r"[^\W_][\w.+-]*@[^\W_][\w-]*(?:\.[\w-]+)+"
+ADDRESS = re.compile(f"{_URL}|{_EMAIL}")
+# A word is a run of letters and digits, kept whole across a hyphen ("88-21", "Saint-Denis")
+# and across . : , / between digits ("9:15", "2.5", "1,200", "12/03"): a code, a time or an
+# amount is one value. An apostrophe splits ("Oriel's" is "Oriel" and "s"), so the name is a word.
+WORD = re.compile(f"{_URL}|{_EMAIL}|" + r"[^\W_]+(?:(?:-|(?<=\d)[.:,/](?=\d))[^\W_]+)*")
+_PART = re.compile(r"[^\W_]+")
+# Sentence boundaries by pysbd's rules (abbreviations, initials, decimals, times: "Dr.
+# Okafor moved it to 9:15 a.m." is one sentence); addresses are hidden from it first,
+# since it ends a sentence at a URL's "?".
+_SEGMENTER = pysbd.Segmenter(language="en", clean=False, char_span=True)
 # Imperative questions: "Tell me where Oriel lives." asks as much as "Where does Oriel live?".
 _ASKING = re.compile(r"^\s*(tell me|remind me|name|recall|do you (know|remember)|what|where|who|whom|whose|which|when|why|how)\b",
                      re.IGNORECASE)
@@ -22,19 +30,32 @@ def words(text: str) -> list[str]:
     return WORD.findall(text)
 
 
+def has_digit(word: str) -> bool:
+    """Whether a word holds a digit: a number, a code, a time ("4417", "4b", "9:15")."""
+    return any(c.isdigit() for c in word)
+
+
 def distinct_words(texts: Iterable[str]) -> list[str]:
     """The distinct words of `texts`, in order of first appearance."""
     return list(dict.fromkeys(w for t in texts for w in WORD.findall(t)))
 
 
 def mentioned_words(text: str | None) -> set[str]:
-    """The lowercased words a text mentions, a possessive's "s" left out ("Oriel's" mentions "oriel")."""
-    return {w for w in WORD.findall((text or "").lower()) if w != "s"}
+    """The lowercased words a text mentions and the letter-and-digit runs inside them, a
+    possessive's "s" left out: "Oriel's" mentions "oriel", "ana.b@example.com" mentions
+    itself, "ana", "b", "example" and "com"."""
+    found = set(WORD.findall((text or "").lower()))
+    return {p for w in found for p in (w, *_PART.findall(w))} - {"s"}
 
 
 def split_sentences(text: str) -> list[str]:
     """The text's sentences, stripped, empty ones dropped."""
-    return [s.strip() for line in text.splitlines() if line.strip() for s in _SEGMENTER.segment(line) if s.strip()]
+    return [s.strip() for line in text.splitlines() if line.strip() for s in _line_sentences(line) if s.strip()]
+
+
+def _line_sentences(line: str) -> list[str]:
+    hidden = ADDRESS.sub(lambda m: "x" * len(m.group()), line)
+    return [line[span.start:span.end] for span in _SEGMENTER.segment(hidden)]
 
 
 def is_question(sentence: str) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from text import words
+from text import has_digit, mentioned_words, words
 
 # "forget" as a word of its own ("Forget-me-nots grow here." asks nothing).
 _FORGET = re.compile(r"^\s*(please\s+)?forget(?![\w-])[\s,:]*(?P<what>.*)$", re.IGNORECASE | re.DOTALL)
@@ -34,8 +34,8 @@ class ForgetRequest:
         """
         if self.everything:
             return True
-        present = {w.lower() for w in words(text)}
-        names = [w for w in self.words if w[0].isupper() or w.isdigit()]
+        present = mentioned_words(text)
+        names = [w for w in self.words if w[0].isupper() or has_digit(w)]
         if names:
             return all(w.lower() in present for w in names)
         others = [w for w in self.words if len(w) > 2]

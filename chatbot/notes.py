@@ -16,7 +16,7 @@ import torch
 from memory.chat_memory import SentenceStep
 from memory.engram_state import Engram
 from memory.memoria import Memoria
-from text import is_question, mentioned_words, split_sentences, words
+from text import has_digit, is_question, mentioned_words, split_sentences, words
 
 from .config import ChatConfig
 from .forget import STOP_WORDS
@@ -38,7 +38,7 @@ def cue_words(text: str, names: Collection[str] = ()) -> tuple[str, ...]:
     cues: list[str] = []
     for w in words(text):
         low = w.lower()
-        if (w.isdigit() or w[0].isupper() or low in names) and low not in _NOT_NAMES and low not in cues:
+        if (has_digit(w) or w[0].isupper() or low in names) and low not in _NOT_NAMES and low not in cues:
             cues.append(low)
     return tuple(cues)
 
@@ -51,7 +51,7 @@ def names_in(text: str, common: Callable[[str], bool]) -> set[str]:
     for sentence in split_sentences(text):
         for k, w in enumerate(words(sentence)):
             low = w.lower()
-            if w[0].isupper() and not w.isdigit() and low not in _NOT_NAMES and (k > 0 or not common(low)):
+            if w[0].isupper() and low not in _NOT_NAMES and (k > 0 or not common(low)):
                 found.add(low)
     return found
 
