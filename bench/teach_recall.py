@@ -73,6 +73,7 @@ from chatbot.config import Config
 from chatbot.turn import MEMORY_STAGES
 from memory.chat_memory import ChatMemory
 from storage import Store
+from training.breadth import breadth_conversations
 from training.episodes import Episode, TeachRecall
 from training.frozen import NOT_TOLD, Conversation, load_frozen, score
 
@@ -105,9 +106,9 @@ def share(items: list[dict], key: str = "right") -> float | None:
     return round(sum(q[key] for q in items) / len(items), 4) if items else None
 
 
-def run_frozen(make_agent, conversations: list[Conversation], name: str) -> dict:
-    """Every frozen conversation through fresh agents (a new one at each restart); each
-    scored question's outcome, and all replies."""
+def run_frozen(make_agent, conversations: list[Conversation], name: str, prefix: str = "frozen") -> dict:
+    """Every conversation (frozen or breadth) through fresh agents (a new one at each
+    restart); each scored question's outcome under `prefix`_ keys, and all replies."""
     scored, replies = [], []
     for conversation in conversations:
         agent, user = make_agent(), f"{name}-{conversation.name}"
@@ -125,19 +126,19 @@ def run_frozen(make_agent, conversations: list[Conversation], name: str) -> dict
     short = [q for q in scored if not q["long"]]
     long = [q for q in scored if q["long"]]
     asked = [q for q in short if q["kind"] != "not_told"]
-    return {
-        "frozen_recall": share([q for q in short if q["kind"] == "recall"]),
-        "frozen_latest": share([q for q in short if q["kind"] == "latest"]),
-        "frozen_after_restart": share([q for q in asked if q["after_restart"]]),
-        "frozen_not_told": share([q for q in short if q["kind"] == "not_told"]),
-        "frozen_wrong_value": share([q for q in short if q["kind"] == "not_told"], "claims"),
-        "frozen_notes_hit": share(asked, "hit"),
-        "frozen_long_right": share([q for q in long if q["kind"] != "not_told"]),
-        "frozen_long_notes_hit": share([q for q in long if q["kind"] != "not_told"], "hit"),
-        "frozen_long_repeats": share(long, "repeats"),
-        "frozen_questions": len(scored),
-        "replies": replies,
+    figures = {
+        "recall": share([q for q in short if q["kind"] == "recall"]),
+        "latest": share([q for q in short if q["kind"] == "latest"]),
+        "after_restart": share([q for q in asked if q["after_restart"]]),
+        "not_told": share([q for q in short if q["kind"] == "not_told"]),
+        "wrong_value": share([q for q in short if q["kind"] == "not_told"], "claims"),
+        "notes_hit": share(asked, "hit"),
+        "long_right": share([q for q in long if q["kind"] != "not_told"]),
+        "long_notes_hit": share([q for q in long if q["kind"] != "not_told"], "hit"),
+        "long_repeats": share(long, "repeats"),
+        "questions": len(scored),
     }
+    return {f"{prefix}_{k}": v for k, v in figures.items()} | {"replies": replies}
 
 
 def configured(base: Config, changes: dict, max_new_tokens: int) -> Config:
@@ -287,12 +288,14 @@ def main() -> None:
     parser.add_argument("--untold", type=int, default=0, help="questions per dialogue about facts never taught (0 = none)")
     parser.add_argument("--lowercase", action="store_true", help="ask every question in lowercase (\"where does oriel live?\")")
     parser.add_argument("--frozen", action="store_true", help="run the frozen hand-written set instead (reported only)")
+    parser.add_argument("--breadth", type=int, default=0,
+                        help="run this many generated breadth conversations of --split instead (training/breadth.py)")
     parser.add_argument("--replies", help="write every turn's message and reply, per system, to this JSON file")
     parser.add_argument("--max-new-tokens", type=int, default=48, help="reply length cap (answers come first)")
     args = parser.parse_args()
     base = load_config(args.config)
     controller = Controller.from_config(base.model)
-    if args.frozen:
+    if args.frozen or args.breadth:
         return main_frozen(args, base, controller)
     people = args.people or None
     if args.quick:
@@ -354,16 +357,19 @@ def main() -> None:
 
 
 def main_frozen(args: argparse.Namespace, base: Config, controller: Controller) -> None:
-    conversations = load_frozen()
-    if args.quick:  # the first short conversation only
-        conversations = conversations[:1]
+    """The frozen set (reported only) or, with --breadth, generated broad conversations of --split."""
+    prefix = "breadth" if args.breadth else "frozen"
+    if args.breadth:
+        conversations = breadth_conversations(args.split, NAMES_FILE, 1 if args.quick else args.breadth, args.seed)
+    else:
+        conversations = load_frozen()[:1] if args.quick else load_frozen()  # quick: the first short conversation
     names = [s.strip() for s in args.systems.split(",") if s.strip()]
     started, results, replies = time.perf_counter(), {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
             cfg, db = configured(base, SYSTEMS[name], args.max_new_tokens), Path(tmp) / f"{name}.db"
             t0 = time.perf_counter()
-            results[name] = run_frozen(lambda: Agent(cfg, controller, Store(db)), conversations, name)
+            results[name] = run_frozen(lambda: Agent(cfg, controller, Store(db)), conversations, name, prefix)
             replies[name] = results[name].pop("replies")
             print(f"  {name}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
     if args.replies:
@@ -372,14 +378,17 @@ def main_frozen(args: argparse.Namespace, base: Config, controller: Controller) 
     def pct(x: float | None) -> str:
         return "-" if x is None else f"{100 * x:.1f}%"
 
-    keys = ["frozen_recall", "frozen_latest", "frozen_after_restart", "frozen_not_told", "frozen_wrong_value",
-            "frozen_notes_hit", "frozen_long_right", "frozen_long_notes_hit", "frozen_long_repeats"]
-    print(f"Frozen hand-written set ({len(conversations)} conversations, reported only); controller: {base.model.source} "
+    keys = [f"{prefix}_{k}" for k in ("recall", "latest", "after_restart", "not_told", "wrong_value", "notes_hit")]
+    if not args.breadth:
+        keys += ["frozen_long_right", "frozen_long_notes_hit", "frozen_long_repeats"]
+    what = (f"Generated breadth conversations, {args.split} split, seed {args.seed}" if args.breadth
+            else "Frozen hand-written set") + f" ({len(conversations)} conversations{'' if args.breadth else ', reported only'})"
+    print(f"{what}; controller: {base.model.source} "
           f"{base.model.package}{' + adapter' if base.model.adapter else ''}; replies capped at {args.max_new_tokens} tokens")
-    print("| system | " + " | ".join(k.removeprefix("frozen_") for k in keys) + " | questions |")
+    print("| system | " + " | ".join(k.removeprefix(prefix + "_") for k in keys) + " | questions |")
     print("|" + "---|" * (len(keys) + 2))
     for name, r in results.items():
-        print(f"| {name} | " + " | ".join(pct(r[k]) for k in keys) + f" | {r['frozen_questions']} |")
+        print(f"| {name} | " + " | ".join(pct(r[k]) for k in keys) + f" | {r[prefix + '_questions']} |")
     print(f"total {time.perf_counter() - started:.0f} s")
     print("RESULT " + json.dumps({**results, "quick": args.quick}))
 
