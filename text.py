@@ -24,10 +24,38 @@ _SEGMENTER = pysbd.Segmenter(language="en", clean=False, char_span=True)
 _ASKING = re.compile(r"^\s*(tell me|remind me|name|recall|do you (know|remember)|what|where|who|whom|whose|which|when|why|how)\b",
                      re.IGNORECASE)
 
+# "..., ok?", "..., right?": a tag asks to confirm what the sentence states.
+_TAGGED = re.compile(r",\s*(?:ok|okay|right|yeah|yes|alright|all right|got it|understood|remember)\s*\?+\s*$", re.IGNORECASE)
+# A sentence opening with an auxiliary asks ("Is it 4417, right?").
+_AUXILIARY = re.compile(r"^\s*(?:is|are|was|were|do|does|did|can|could|will|would|should|shall|have|has|had|am)\b", re.IGNORECASE)
+
+# English function words (determiners, pronouns, auxiliaries, prepositions, conjunctions,
+# question words, common adverbs): they say how something is asked, not what about.
+FUNCTION_WORDS = frozenset("""
+a an the this that these those some any each every all both either neither no none another such
+i me my mine myself you your yours yourself he him his himself she her hers herself it its itself we us our ours
+ourselves they them their theirs themselves one someone something anyone anything everyone everything
+am is are was were be been being have has had having do does did doing done will would shall should can could
+may might must ought s t d ll re ve m don doesn didn isn aren wasn weren haven hasn hadn won wouldn shouldn can't
+what whats what's which who whom whose where when why how whatever whenever
+of in on at to from by with about for into onto over under above below between through during before after
+up down out off again further then once here there than too very just so also only even still yet already
+and or but nor if because as until while since though although unless whether not
+please thanks thank hi hey hello ok okay yes no yeah
+tell told say said know remember remind recall think
+""".split())
+
 
 def words(text: str) -> list[str]:
     """The text's words as written, in order."""
     return WORD.findall(text)
+
+
+def topic_words(text: str, skip: Iterable[str] = ()) -> list[str]:
+    """What a message is about, lowercased, in order: its words other than function
+    words and `skip` ("What's the boiler code again?" -> boiler, code)."""
+    skipped = set(skip)
+    return list(dict.fromkeys(w for w in (x.lower() for x in WORD.findall(text)) if w not in FUNCTION_WORDS and w not in skipped))
 
 
 def has_digit(word: str) -> bool:
@@ -59,5 +87,8 @@ def _line_sentences(line: str) -> list[str]:
 
 
 def is_question(sentence: str) -> bool:
-    """A sentence that asks: it ends with "?", or starts like a question or a request to tell."""
-    return sentence.rstrip().endswith("?") or bool(_ASKING.match(sentence))
+    """A sentence that asks: it ends with "?", or starts like a question or a request to
+    tell; a statement with a tag ("The code is 4417, ok?") states."""
+    if _ASKING.match(sentence):
+        return True
+    return sentence.rstrip().endswith("?") and not (_TAGGED.search(sentence) and not _AUXILIARY.match(sentence))

@@ -28,6 +28,10 @@ fact's latest value (case-insensitive). The systems differ only in their config:
                 of 5 (vocab.fit_steps 20)
   full_capitalized_cues  the full system whose cue words are only capitalized words and numbers
                 (a lowercase name the user has used is no cue: chat.name_cues off)
+  full_no_topic_cues  the full system without ranking statements by the message's other content
+                words ("boiler", "code"): chat.topic_cues off
+  full_no_quoted_corrections  the full system without restating a note by a later message that
+                quotes its value as wrong ("Correction: 4471, not 7731."): chat.quoted_corrections off
   full_base_replies  the full system with replies held to base pieces, never the
                 vocabulary's added tokens (generation.reply_added_tokens off)
   full_unnamed_base_replies  full_unnamed and full_base_replies together
@@ -93,6 +97,8 @@ SYSTEMS = {
     "full_unnamed": {"chat.note_recency_margin": 0.1, "chat.note_unnamed_closeness": True},
     "full_fit20": {"vocab.fit_steps": 20},
     "full_capitalized_cues": {"chat.name_cues": False},
+    "full_no_topic_cues": {"chat.topic_cues": False},
+    "full_no_quoted_corrections": {"chat.quoted_corrections": False},
     "full_base_replies": {"generation.reply_added_tokens": False},
     "full_unnamed_base_replies": {"chat.note_recency_margin": 0.1, "chat.note_unnamed_closeness": True,
                                   "generation.reply_added_tokens": False},
@@ -118,9 +124,12 @@ def run_frozen(make_agent, conversations: list[Conversation], name: str, prefix:
                 agent = make_agent()
                 continue
             reply = say(agent, user, turn.text)
-            replies.append({"user": user, "text": turn.text, "reply": reply.text})
+            replies.append({"user": user, "text": turn.text, "reply": reply.text, "notes": reply.memory.get("notes", []),
+                            "kind": turn.kind, "expect": list(turn.expect), "source": turn.source})
             if turn.kind:
-                scored.append({**score(turn, reply.text, reply.memory.get("notes", [])), "long": conversation.long})
+                # a correction that restated a note was read through it
+                read = reply.memory.get("notes", []) + [c for cs in reply.memory.get("corrected", {}).values() for c in cs]
+                scored.append({**score(turn, reply.text, read), "long": conversation.long})
         agent.close()
 
     short = [q for q in scored if not q["long"]]

@@ -116,6 +116,10 @@ class ChatConfig:
     note_unnamed_closeness: bool = False
     # most engrams mentioning the message's names recalled beside Memoria's remind and preferred as notes: questions name people
     cue_limit: int = 16
+    # a later message that quotes a note's value as wrong ("Correction: 4471, not 7731.") restates the note with its new value
+    quoted_corrections: bool = True
+    # a message's other content words ("boiler", "code") rank the statements naming the same people: most shared first
+    topic_cues: bool = True
     name_cues: bool = True  # a word the user has used as a name is a cue also when asked in lowercase ("where does oriel live?")
     soft_prefix: bool = False  # also prepend the neural memory's reads to the prompt's embeddings; the LM is not trained to read them
 

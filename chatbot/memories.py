@@ -193,14 +193,14 @@ class Memories:
                 texts = [e.text or "" for e in self.memoria.engrams(user)]
             else:
                 texts = [w.text for w in self.neural.writes(user) if not w.forgotten] if self.neural is not None else []
-            self._names[user] = {n for t in texts for n in names_in(t, self._common)}
+            self._names[user] = {n for t in texts for n in names_in(t, self.common_word)}
         return self._names[user]
 
     def learn_names(self, user: str, text: str) -> None:
         """Add the names `text` uses to the user's (after its turn's recall)."""
-        self.names(user).update(names_in(text, self._common))
+        self.names(user).update(names_in(text, self.common_word))
 
-    def _common(self, word: str) -> bool:
+    def common_word(self, word: str) -> bool:
         """A word the base tokenizer holds whole (" correction"): English, not a name it must spell out."""
         return len(self.controller.tokenizer(" " + word, add_special_tokens=False)["input_ids"]) == 1
 

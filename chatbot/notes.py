@@ -16,7 +16,7 @@ import torch
 from memory.chat_memory import SentenceStep
 from memory.engram_state import Engram
 from memory.memoria import Memoria
-from text import has_digit, is_question, mentioned_words, split_sentences, words
+from text import ADDRESS, has_digit, is_question, mentioned_words, split_sentences, words
 
 from .config import ChatConfig
 from .forget import STOP_WORDS
@@ -56,6 +56,75 @@ def names_in(text: str, common: Callable[[str], bool]) -> set[str]:
     return found
 
 
+# Words by which a message says it corrects something it quotes ("Correction: 4471, not 7731.").
+_CORRECTING = re.compile(r"\b(?:not|instead|wrong|correction|correct|mistake|meant|said|sorry|oops|replace|should be|rather than|actually|"
+                         r"scratch|changed?|now|fix|update[ds]?)\b", re.IGNORECASE)
+
+
+def value_words(text: str, common: Callable[[str], bool]) -> list[str]:
+    """The words of `text` that carry a value, in order, as written: those holding a
+    digit, addresses, and names (`names_in`): "Sorry, I said March 14 but it's April 3."
+    -> March, 14, April, 3."""
+    names = names_in(text, common)
+    found = [w for w in words(text) if has_digit(w) or ADDRESS.fullmatch(w) or w.lower() in names]
+    return list(dict.fromkeys(found))
+
+
+def restated(statement: str, correction: str, common: Callable[[str], bool]) -> str | None:
+    """`statement` as a later `correction` restates it, or None when it does not correct it.
+
+    A correction quotes values of the statement and gives as many new ones, pairwise of
+    the same form (a number for a number, a name for a name), with a word that says it
+    corrects ("not", "instead", "should be", "now", ...): each quoted value is replaced by
+    its new one, in order. "The boiler code is 7731." with "Correction: 4471, not 7731."
+    -> "The boiler code is 4471."; it need not name what it corrects, the quoted value does.
+    """
+    if not _CORRECTING.search(correction):
+        return None
+    held = mentioned_words(statement)
+    values = value_words(correction, common)
+    quoted = [v for v in values if v.lower() in held]
+    new = [v for v in values if v.lower() not in held]
+    if not quoted or len(quoted) != len(new) or any(has_digit(a) != has_digit(b) for a, b in zip(quoted, new)):
+        return None
+    for old, value in zip(quoted, new):
+        statement = re.sub(rf"(?<![^\W_]){re.escape(old)}(?![^\W_])", value, statement, flags=re.IGNORECASE)
+    return statement
+
+
+def correct_notes(notes: Sequence[str], note_engrams: Sequence[int | None], later: Callable[[str, int], list[Engram]],
+                  common: Callable[[str], bool], *, limit: int = 8) -> tuple[list[str], list[list[str]]]:
+    """Each note as the user's later corrections restate it (`restated`), one after another
+    in the order they were said (a correction of the correction too), and the corrections
+    applied to each (at most `limit` a note).
+
+    later(note, engram id): the user's statements newer than that engram that mention a
+    value word of `note`, oldest first.
+    """
+    out, applied = [], []
+    for note, since in zip(notes, note_engrams):
+        used: list[str] = []
+        while since is not None and len(used) < limit:
+            found = _first_correction(note, later(note, since), common)
+            if found is None:
+                break
+            correction, note = found
+            since = correction.id
+            used.append(correction.text)
+        out.append(note)
+        applied.append(used)
+    return out, applied
+
+
+def _first_correction(note: str, statements: list[Engram], common: Callable[[str], bool]) -> tuple[Engram, str] | None:
+    """The first of `statements` that corrects `note`, and the note it makes."""
+    for statement in statements:
+        fixed = restated(note, statement.text or "", common)
+        if fixed is not None and fixed != note:
+            return statement, fixed
+    return None
+
+
 def without_names(text: str, cues: Sequence[str]) -> str:
     """`text` with the names and numbers `cues` holds replaced by "someone": what it says
     about them ("Kedar is on the staff of Sileholm." -> "someone is on the staff of Sileholm.")."""
@@ -83,39 +152,45 @@ def unnamed_closeness(
     return out
 
 
-def answer_words(text: str, notes: Sequence[str], names: Collection[str] = ()) -> list[str]:
+def answer_words(text: str, notes: Sequence[str], names: Collection[str] = (), topic: Sequence[str] = ()) -> list[str]:
     """Where an answer from memory would come from: when `text` asks something and names
-    someone (`cue_words` with the user's `names`), the words of the notes mentioning them
-    that `text` does not hold ("Where does Oriel live?" with "Oriel moved to Quillmere."
-    -> moved, to, Quillmere)."""
-    cues = cue_words(text, names)
-    if not cues or not any(is_question(s) for s in split_sentences(text)):
+    someone (`cue_words` with the user's `names`), or else is about `topic` words, the words
+    of the notes mentioning them that `text` does not hold ("Where does Oriel live?" with
+    "Oriel moved to Quillmere." -> moved, to, Quillmere; "what is the boiler code?" with
+    "The boiler code is 4471." -> The, is, 4471)."""
+    keys = set(cue_words(text, names)) or set(topic)
+    if not keys or not any(is_question(s) for s in split_sentences(text)):
         return []
     asked = {w.lower() for w in words(text)}
-    return [w for note in notes if mentioned_words(note) & set(cues) for w in words(note) if w.lower() not in asked]
+    return [w for note in notes if mentioned_words(note) & keys for w in words(note) if w.lower() not in asked]
 
 
 def rank_notes(
     candidates: Sequence[tuple[int, str, float]], cues: Sequence[str], margin: float, *,
     vectors: torch.Tensor | None = None,  # [N, D] unit vectors of the candidates; None = no statement supersedes another
     link: float | None = None,  # cosine at which a later statement supersedes the closest earlier one naming the same people; None = off
+    topic: Sequence[str] = (),  # the message's other content words (`text.topic_words`); () = names alone
 ) -> list[int]:
     """Candidate statements in the order they become notes: indices into `candidates`.
 
     candidates: (engram id, higher = newer; text; cosine closeness to the message).
     Those that mention the most of `cues` (the message's names) come first: a question
     about Oriel is answered from what was said about Oriel, not from the look-alike fact
-    about someone else that is closer. Among them, a statement at least `link` close to
+    about someone else that is closer; among them, those that share the most of `topic`
+    ("What is the boiler code?" -> boiler, code) come first. Among those, a statement at least `link` close to
     the closest earlier one naming the same of them supersedes it ("Oriel moved to
     Quillmere." after "Oriel lives in Vantastad."): the two count as one statement, the
     newer, as close to the message as the closer of them, and the older goes last. The
     remaining ones within `margin` of the closest go newest first, then by closeness;
     the others last, by closeness.
     """
-    mentions = [frozenset(mentioned_words(text) & set(cues)) for _, text, _ in candidates]
+    held = [mentioned_words(text) for _, text, _ in candidates]
+    mentions = [frozenset(h & set(cues)) for h in held]
     named = [len(m) for m in mentions]
     most = max(named, default=0)
-    top = sorted((i for i in range(len(candidates)) if named[i] == most), key=lambda i: candidates[i][0])
+    shared = [len(h & set(topic)) for h in held]
+    widest = max((shared[i] for i in range(len(candidates)) if named[i] == most), default=0)
+    top = sorted((i for i in range(len(candidates)) if named[i] == most and shared[i] == widest), key=lambda i: candidates[i][0])
     newest = {i: i for i in top}  # statement -> the newest of those it was superseded by, in turn
     close = {i: candidates[i][2] for i in top}  # newest -> closeness of the closest it stands for
     for k, i in enumerate(top[1:] if vectors is not None and link is not None and most > 0 else [], 1):
@@ -135,9 +210,11 @@ def rank_notes(
 
     def rank(i: int) -> tuple:
         if named[i] < most:
-            return (2, -candidates[i][2])
+            return (3, -candidates[i][2])
+        if shared[i] < widest:
+            return (2, -shared[i], -candidates[i][2])
         if newest[i] != i:
-            return (3, -candidates[i][0])
+            return (4, -candidates[i][0])
         return (0, -candidates[i][0]) if close[i] >= best - margin else (1, -close[i])
 
     return sorted(range(len(candidates)), key=rank)
@@ -146,10 +223,12 @@ def rank_notes(
 
 
 def cued_engrams(memoria: Memoria, user: str, cues: Sequence[str], steps: Sequence[SentenceStep], skip: set[int], *,
-                 limit: int) -> list[int]:
-    """Engrams recalled beside Memoria's remind: those mentioning the message's names (up
-    to `limit`), and those holding the neural memory's reads; none in `skip`, all live."""
+                 limit: int, topic: Sequence[str] = ()) -> list[int]:
+    """Engrams recalled beside Memoria's remind: those mentioning the message's names, and
+    those mentioning its `topic` words (up to `limit` each, the most shared first), and
+    those holding the neural memory's reads; none in `skip`, all live."""
     ids = memoria.mentioning(cues, user=user, limit=limit) if cues else []
+    ids += memoria.mentioning(topic, user=user, limit=limit) if topic else []
     ids += [s.recall.source.engram for s in steps if s.recall and s.recall.source and s.recall.source.engram is not None]
     out: list[int] = []
     for i in ids:
@@ -162,6 +241,7 @@ def choose_notes(
     steps: Sequence[SentenceStep], reminded: Sequence[Engram], closeness: Sequence[float], cues: Sequence[str],
     vectors: torch.Tensor | None, chat: ChatConfig, *,
     from_reads: bool,  # no engram store: the sentences holding the neural memory's reads come first
+    topic: Sequence[str] = (),  # the message's topic words (`text.topic_words`), which rank statements after its names
 ) -> tuple[list[str], list[int | None]]:
     """Sentences to show the model, oldest first, and the engram each came from.
 
@@ -183,7 +263,7 @@ def choose_notes(
     ]
     order = rank_notes([(e.id, e.text, close) for _, e, close in eligible], cues, chat.note_recency_margin,
                        vectors=None if vectors is None else vectors[[k for k, _, _ in eligible]],
-                       link=chat.note_link_similarity)
+                       link=chat.note_link_similarity, topic=topic)
     for _, engram, _ in (eligible[i] for i in order):
         if len(chosen) >= chat.max_notes:
             break

@@ -31,14 +31,14 @@ from memory.chat_memory import SentenceStep
 from memory.engram_state import Engram, EngramType
 from memory.memoria import lifespan_delta
 from storage.vocab import save_vocab
-from text import is_question, split_sentences
+from text import is_question, split_sentences, topic_words
 from vocab import VocabEvent
 
 from .config import Config
 from .controller import Controller, Generation
 from .forget import ForgetRequest, forget_request
 from .memories import Memories
-from .notes import answer_words, choose_notes, cue_words, cued_engrams, unnamed_closeness
+from .notes import answer_words, choose_notes, correct_notes, cue_words, cued_engrams, unnamed_closeness, value_words
 from .prompt import NOTES_HEADER, chat_messages
 
 # The stages whose time is the memory's cost (the rest: vocabulary, generation, saving).
@@ -67,6 +67,7 @@ class TurnState:
     reply: Reply
     sentences: list[str] = field(default_factory=list)  # the message, parsed once
     cues: tuple[str, ...] = ()  # the names and numbers it mentions (chatbot/notes.py cue_words)
+    topic: tuple[str, ...] = ()  # its other content words (text.topic_words)
     vocab_events: list[VocabEvent] = field(default_factory=list)
     steps: list[SentenceStep] = field(default_factory=list)  # the neural memory's work per sentence
     engram_ids: list[int] = field(default_factory=list)  # this turn's own engrams
@@ -76,6 +77,7 @@ class TurnState:
     reminded_vectors: torch.Tensor | None = None  # [R, D] their unit vectors
     notes: list[str] = field(default_factory=list)  # the sentences put in the prompt, oldest first
     note_engrams: list[int | None] = field(default_factory=list)  # the engram each note came from
+    note_corrections: list[list[str]] = field(default_factory=list)  # per note, the later messages that restated it
     generation: Generation = field(default_factory=Generation)
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -114,6 +116,7 @@ class Turn:
             chat = self.cfg.chat
             names = self.memories.names(state.user) if chat.name_cues else ()
             state.cues = cue_words(state.text, names) if chat.cue_limit > 0 else ()
+            state.topic = tuple(topic_words(state.text, state.cues)) if chat.topic_cues and chat.cue_limit > 0 else ()
             if chat.name_cues:
                 self.memories.learn_names(state.user, state.text)
             self.read_and_write(state)
@@ -180,7 +183,7 @@ class Turn:
             memories, state.indices = memoria.remind(user=state.user)
             live = [i for i in state.indices[0].tolist() if i >= 0]
             cued = cued_engrams(memoria, state.user, state.cues, state.steps, set(live) | set(state.engram_ids),
-                                limit=self.cfg.chat.cue_limit)
+                                limit=self.cfg.chat.cue_limit, topic=state.topic)
             state.reminded = memoria.engrams(state.user, live + cued)
             state.reminded_vectors = torch.nn.functional.normalize(
                 torch.cat([memories[0, : len(live)], memoria.vectors(state.user, cued)]), dim=-1)
@@ -201,7 +204,7 @@ class Turn:
         """The notes for the prompt; with the retrieval baseline on, its finds join them."""
         state.notes, state.note_engrams = choose_notes(
             state.steps, state.reminded, state.closeness, state.cues, state.reminded_vectors, self.cfg.chat,
-            from_reads=self.memories.memoria is None)
+            from_reads=self.memories.memoria is None, topic=state.topic)
         retrieval = self.memories.retrieval
         if retrieval is not None:
             with state.stage("remind"):
@@ -211,7 +214,18 @@ class Turn:
                 state.notes = notes[: max(self.cfg.chat.max_notes, self.cfg.retrieval.top_k)]
                 state.note_engrams = [None] * len(state.notes)
                 retrieval.add(state.user, [t for t in state.sentences if not is_question(t)])
+        if self.cfg.chat.quoted_corrections and self.memories.memoria is not None:
+            state.notes, state.note_corrections = correct_notes(
+                state.notes, state.note_engrams, lambda note, since: self._later_statements(state.user, note, since),
+                self.memories.common_word)
         state.reply.memory = self._contribution(state)
+
+    def _later_statements(self, user: str, note: str, since: int) -> list[Engram]:
+        """The user's statements after engram `since` that mention a value word of `note`, oldest first."""
+        memoria = self.memories.memoria
+        values = [w.lower() for w in value_words(note, self.memories.common_word)]
+        ids = [i for i in memoria.mentioning(values, user=user, limit=self.cfg.chat.cue_limit) if i > since]
+        return [e for e in sorted(memoria.engrams(user, ids), key=lambda e: e.id) if e.text and not is_question(e.text)]
 
     def generate(self, state: TurnState) -> Iterator[Reply]:
         """Stream the reply from the prompt with the notes (and the reads as a soft prefix when on)."""
@@ -223,7 +237,8 @@ class Turn:
         with state.stage("generate"):
             for piece in self.controller.generate(ids, soft_prefix=prefix, gen=self.cfg.generation, spans=spans,
                                                   report=state.generation, notes=state.notes,
-                                                  answer_words=answer_words(state.text, state.notes, state.cues), user=state.user):
+                                                  answer_words=answer_words(state.text, state.notes, state.cues, state.topic),
+                                                  user=state.user):
                 state.reply.text += piece
                 yield state.reply
         state.seconds["generate"] -= state.generation.attention_seconds
@@ -342,6 +357,7 @@ class Turn:
         soft_prefix = self.cfg.chat.soft_prefix
         return {
             "notes": state.notes,
+            "corrected": {n: c for n, c in zip(state.notes, state.note_corrections) if c},  # note -> the messages that restated it
             "reminded": [
                 {"id": e.id, "type": e.type.name.lower(), "text": e.text, "lifespan": round(e.lifespan, 2)} for e in state.reminded
             ],

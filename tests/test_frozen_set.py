@@ -151,6 +151,11 @@ def test_the_loader_keeps_every_turn_and_marks_questions_after_a_restart():
     asked = next(t for c in conversations for t in c.turns if t.kind == "latest")
     assert score(asked, f"It is {asked.expect[0].upper()} now.", [asked.source]) | {"after_restart": None} == {
         "kind": "latest", "right": True, "claims": False, "after_restart": None, "hit": True, "repeats": False}
+    # memory keeps a message's sentences apart: its sentence holding the answer is the source too, another is not
+    from training.frozen import Turn
+
+    told = Turn("What is the gate code?", "recall", ("4417",), source="Hi there. The gate code is 4417.")
+    assert score(told, "", ["The gate code is 4417."])["hit"] and not score(told, "", ["Hi there."])["hit"]
     untold = next(t for c in conversations for t in c.turns if t.kind == "not_told")
     assert score(untold, "You haven't told me that yet.", [])["right"]
     assert not score(untold, f"I don't know, maybe {untold.stale[0]}?", [])["right"]

@@ -4,8 +4,10 @@ import pytest
 import torch
 
 from chatbot.config import ChatConfig
-from chatbot.notes import answer_words, choose_notes, cue_words, names_in, rank_notes, without_names
+from chatbot.notes import (answer_words, choose_notes, correct_notes, cue_words, names_in, rank_notes, restated, value_words,
+                           without_names)
 from memory.engram_state import Engram, EngramType
+from text import topic_words
 
 
 def notes_of(chat, reminded, closeness, cues=()):
@@ -56,6 +58,20 @@ def test_a_later_statement_like_an_earlier_one_supersedes_it_as_the_note():
     assert texts[rank_notes(candidates, ("bram",), 0.0, vectors=vectors, link=0.9)[0]] == texts[1]
 
 
+def test_statements_sharing_the_most_topic_words_come_first_after_names():
+    texts = ["The boiler code is 7731.", "The gate code is 1200.", "My hotel room number is 930.", "I changed the boiler code, it's 4471 now."]
+    candidates = [(i, t, close) for i, (t, close) in enumerate(zip(texts, [0.70, 0.80, 0.75, 0.60]))]
+    topic = topic_words("What is the boiler code?")
+    assert topic == ["boiler", "code"]
+    # the two about the boiler code first, the newer of them as it is within the margin; then the other code
+    assert [texts[i] for i in rank_notes(candidates, (), 0.15, topic=topic)][:3] == [texts[3], texts[0], texts[1]]
+    assert texts[rank_notes(candidates, (), 0.15)[0]] == texts[2]  # without: the newest of the nearly closest, the hotel room
+    # names still come first: a topic word never outranks the person asked about
+    texts = ["Oriel's boiler code is 7731.", "Bram's gate code is 1200."]
+    candidates = [(i, t, 0.5) for i, t in enumerate(texts)]
+    assert rank_notes(candidates, ("bram",), 0.15, topic=["boiler", "code"])[0] == 1
+
+
 def test_without_names_masks_whole_words_only():
     assert without_names("What company pays Kedar? kedar's code is 4417, not 44170 or Kedarx.", ("kedar", "4417")) == (
         "What company pays someone? someone's code is someone, not 44170 or Kedarx."
@@ -98,6 +114,10 @@ def test_a_name_the_user_has_used_cues_recall_also_in_lowercase():
     assert cue_words("where does oriel live?") == ()
     assert cue_words("who lives in vantastad and where?", names) == ("vantastad",)
     assert answer_words("where does oriel live?", ["Oriel moved to Quillmere."], names) == ["moved", "to", "Quillmere"]
+    # no name asked: the notes about the question's topic words
+    topic = topic_words("what is the boiler code?")
+    assert answer_words("what is the boiler code?", ["The boiler code is 4471.", "Bram lives in Oldport."], (), topic) == ["4471"]
+    assert answer_words("the boiler code is old.", ["The boiler code is 4471."], (), topic) == []  # not a question
 
 
 def test_names_are_capitalized_words_and_at_a_sentence_start_only_uncommon_ones():
@@ -121,3 +141,59 @@ def test_the_agent_learns_its_users_names_and_forgets_them_with_their_memories(t
     again.clear_memory("ann")
     assert again.memories.names("ann") == set()
     again.close()
+
+
+COMMON = {"mail", "correction", "sorry", "oops", "wait", "update", "the", "my", "it's", "small"}.__contains__
+
+
+def test_value_words_are_numbers_codes_addresses_and_names():
+    assert value_words("Sorry, I said March 14 but it's April 3.", COMMON) == ["March", "14", "April", "3"]
+    assert value_words("Mail ana.b@example.com at 9:15 about Oriel.", COMMON) == ["ana.b@example.com", "9:15", "Oriel"]
+
+
+@pytest.mark.parametrize(
+    ("statement", "correction", "expected"),
+    [
+        ("The boiler code is 7731.", "Correction: 4471, not 7731.", "The boiler code is 4471."),
+        ("My call with the bank is 7:20 p.m.", "Small fix: 7:20 p.m. should be 7:35 p.m.", "My call with the bank is 7:35 p.m."),
+        ("Mum's birthday is March 14.", "Sorry, I said March 14 but it's April 3.", "Mum's birthday is April 3."),
+        ("The landlord's name is Wryn.", "Oops, not Wryn, it's Brelia.", "The landlord's name is Brelia."),
+        ("The gate code is 3422, while the pickup is at 9:15.", "Update: the gate code is 5120 now, not 3422.",
+         "The gate code is 5120, while the pickup is at 9:15."),
+        # no word that says it corrects, or values that do not pair up: not a correction of it
+        ("The boiler code is 7731.", "The shed code is 4471 and the boiler code is 7731.", None),
+        ("The boiler code is 7731.", "Correction: the shed code is 4471.", None),
+        ("The boiler code is 7731.", "Correction: 7731 is now Bram's code.", None),
+        ("Oriel lives in Vantastad.", "Oriel moved to Quillmere, not Vantastad.", None),  # two quoted, one new
+    ],
+)
+def test_a_correction_that_quotes_a_value_restates_the_statement(statement, correction, expected):
+    assert restated(statement, correction, COMMON) == expected
+
+
+def test_notes_follow_their_corrections_in_order():
+    said = [Engram(id=i, type=EngramType.SHORTTERM, text=t, turn=i, lifespan=1.0, age=0, fire_count=0, links={}) for i, t in
+            enumerate(["The boiler code is 7731.", "Correction: 4471, not 7731.", "Oops, not 4471, it's 4480.",
+                       "The gate code is 1200."])]
+
+    def later(note, since):
+        return [e for e in said if e.id > since and set(value_words(note, COMMON)) & set(value_words(e.text, COMMON))]
+
+    notes, applied = correct_notes(["The boiler code is 7731.", "The gate code is 1200."], [0, 3], later, COMMON)
+    assert notes == ["The boiler code is 4480.", "The gate code is 1200."]
+    assert applied == [["Correction: 4471, not 7731.", "Oops, not 4471, it's 4480."], []]
+
+
+def test_the_agent_answers_from_the_note_as_a_later_message_corrected_it(tmp_path, tiny_controller):
+    from .conftest import make_agent
+
+    agent = make_agent(tmp_path, tiny_controller)
+    for text in ["Remember: the boiler code is 7731.", "How are you?", "Correction: 4471, not 7731.", "Nice weather."]:
+        agent.chat("ann", text)
+    reply = list(agent.chat_stream("ann", "What is the boiler code?"))[-1]
+    fixed = [n for n in reply.memory["notes"] if "boiler" in n]
+    assert fixed and "4471" in fixed[0] and "7731" not in fixed[0]
+    assert reply.memory["corrected"][fixed[0]] == ["Correction: 4471, not 7731."]
+    other = list(agent.chat_stream("bob", "What is the boiler code?"))[-1]  # another user's corrections are not theirs
+    assert not other.memory.get("corrected")
+    agent.close()

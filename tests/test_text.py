@@ -59,3 +59,6 @@ def test_questions_end_with_a_question_mark_or_ask_to_tell():
     assert is_question("what is the code")
     assert not is_question("Oriel lives in Vantastad.")
     assert not is_question("Remember: the code is 4417.")
+    assert not is_question("So the gate code is 4417 and the standup is at 9:15, ok?")  # a tag confirms a statement
+    assert is_question("Is the gate code 4417, right?")
+    assert is_question("What is the gate code, ok?")

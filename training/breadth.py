@@ -204,8 +204,9 @@ class Breadth:
             unit, low, high = units[kind]
             number = str(rng.randrange(low, high)) if rng.random() < 0.6 else f"{rng.randrange(low, high)}.{rng.randrange(1, 10)}"
             return f"{number} {unit}", (number,)
-        if kind == "level":
-            return f"level {rng.randrange(-3, 12)}", ()
+        if kind == "level":  # "Audri's floor is 6." answers "Audri's floor is level 6."
+            level = rng.randrange(-3, 12)
+            return f"level {level}", (f" {level}.", f" {level} ", f"is {level}")
         if kind == "email":
             return f"{rng.choice(_WORDS)}.{rng.choice(_WORDS)}{rng.randrange(1, 99)}@{rng.choice(_WORDS)}mail.com", ()
         if kind == "url":

@@ -67,4 +67,10 @@ def score(turn: Turn, reply: str, notes: list[str]) -> dict:
     else:
         right = any(e.lower() in low for e in turn.expect)
     return {"kind": turn.kind, "right": right, "claims": claims, "after_restart": turn.after_restart,
-            "hit": bool(turn.source) and turn.source in notes, "repeats": bool(REPEATS.search(reply))}
+            "hit": bool(turn.source) and any(_holds_answer(turn, n) for n in notes), "repeats": bool(REPEATS.search(reply))}
+
+
+def _holds_answer(turn: Turn, note: str) -> bool:
+    """A note is the answering message, or its sentence that holds an expected value (memory
+    keeps a message's sentences apart)."""
+    return note == turn.source or (note in turn.source and any(e.lower() in note.lower() for e in turn.expect))

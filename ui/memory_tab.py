@@ -87,7 +87,9 @@ def memory_markdown(memory: dict) -> str:
     """What memory contributed to one reply, as Markdown ("" when it contributed nothing)."""
     parts = []
     if memory.get("notes"):
-        parts.append("**Put in the prompt** (oldest first):\n" + "\n".join(f"- {n}" for n in memory["notes"]))
+        corrected = memory.get("corrected", {})
+        parts.append("**Put in the prompt** (oldest first):\n" + "\n".join(
+            f"- {n}" + "".join(f"\n  - as corrected by: {c}" for c in corrected.get(n, [])) for n in memory["notes"]))
     for r in memory.get("recall", []):
         if r["word"]:
             found = f"**{r['word']}** (p = {r['confidence']:.2f})" + (f", from \"{r['source']}\"" if r.get("source") else "")
