@@ -25,6 +25,12 @@ dialogue it reports:
   supersede@T  of the earlier writes a statement's write key reaches at cosine >= T
                (what consolidation.supersede_similarity = T would mark superseded),
                the share that really are the fact being corrected
+  calibration  of each read's confidence (the probability of its decoded word): a
+               reliability table and the expected calibration error (10 equal bins)
+               against whether the word is the answer; and, with 3 questions a dialogue
+               about a relation never taught of a person it taught something else of,
+               how well the confidence tells taught from never-taught questions (AUROC:
+               0.5 = not at all, 1 = always higher when something was taught)
 
 These figures chose the defaults: how Memoria ranks engrams, and supersession
 staying off. The last line is `RESULT {json}`.
@@ -66,6 +72,7 @@ def score(memory: ChatMemory, encoder: SentenceEncoder, gen: TeachRecall, facts:
     hits = {k: [] for k in ("pointer", "decode", "key@1", "key@4", "hidden@1", "hidden@4", "sentence@1", "sentence@4",
                             *NOTE_KEYS)}
     reached = {t: [0, 0] for t in THRESHOLDS}  # threshold -> [right, all]
+    reads: list[tuple[float, bool, bool]] = []  # (confidence, decoded the answer, the question's fact was taught)
     for d in range(dialogues):
         episode = gen.episode(rng, facts, corrections=facts // 5, people=people)
         features = memory.featurize([s.text for s in episode.steps])
@@ -79,6 +86,7 @@ def score(memory: ChatMemory, encoder: SentenceEncoder, gen: TeachRecall, facts:
             if step.is_question:
                 gold = step.support[0] - 1
                 hits["decode"].append(out.recall.word == step.answer)
+                reads.append((out.recall.confidence, out.recall.word == step.answer, True))
                 by_sentence = {j: float(sentence[i] @ sentence[j]) for j in keys}
                 for name, sims in (("key", {j: float(key @ k) for j, k in keys.items()}),
                                    ("hidden", {j: float(hidden[i] @ hidden[j]) for j in keys}),
@@ -108,10 +116,33 @@ def score(memory: ChatMemory, encoder: SentenceEncoder, gen: TeachRecall, facts:
                             reached[t][1] += 1
                 fact_of[i] = (step.fact.subject, step.fact.relation)
             keys[i] = key
+        for text in gen.untold_questions(episode, rng, 3):
+            out = memory.step(f"bench{facts}-{d}", text, memory.featurize([text])[0], question=True)
+            reads.append((out.recall.confidence, False, False))
     result = {k: round(sum(v) / len(v), 4) if v else None for k, v in hits.items()}
+    result["calibration"] = calibration(reads)
     result["questions"] = len(hits["decode"])
     result["supersede"] = {str(t): {"right": r, "marked": n} for t, (r, n) in reached.items()}
     return result
+
+
+def calibration(reads: list[tuple[float, bool, bool]], bins: int = 10) -> dict:
+    """Reliability of read confidences: per bin of taught questions' confidence, (count,
+    mean confidence, share right); ECE; and AUROC of confidence, taught vs never taught."""
+    taught = [(c, right) for c, right, told in reads if told]
+    table, ece = [], 0.0
+    for b in range(bins):
+        inside = [(c, r) for c, r in taught if b / bins <= c < (b + 1) / bins or (b == bins - 1 and c == 1.0)]
+        if inside:
+            confidence, accuracy = sum(c for c, _ in inside) / len(inside), sum(r for _, r in inside) / len(inside)
+            table.append({"bin": f"{b / bins:.1f}-{(b + 1) / bins:.1f}", "reads": len(inside),
+                          "confidence": round(confidence, 4), "right": round(accuracy, 4)})
+            ece += len(inside) / len(taught) * abs(confidence - accuracy)
+    told = [c for c, _, t in reads if t]
+    untold = [c for c, _, t in reads if not t]
+    pairs = [(a > b) + 0.5 * (a == b) for a in told for b in untold]
+    return {"ece": round(ece, 4) if taught else None, "table": table,
+            "auroc_taught_vs_untold": round(sum(pairs) / len(pairs), 4) if pairs else None, "untold_reads": len(untold)}
 
 
 def main() -> None:
@@ -164,6 +195,14 @@ def main() -> None:
         for n, r in by_size.items():
             cells = [f"{r['supersede'][str(t)]['right']}/{r['supersede'][str(t)]['marked']}" for t in THRESHOLDS]
             print(f"| {name} | {n} | " + " | ".join(cells) + " |")
+    print("\nCalibration of the reads' confidence (taught questions: is the decoded word the answer?):\n")
+    print("| checkpoint | facts | ECE | AUROC taught vs never taught | bins: range reads confidence right |")
+    print("|---|---|---|---|---|")
+    for name, by_size in results.items():
+        for n, r in by_size.items():
+            c = r["calibration"]
+            cells = "; ".join(f"{t['bin']} {t['reads']} {t['confidence']:.2f} {t['right']:.2f}" for t in c["table"])
+            print(f"| {name} | {n} | {c['ece']} | {c['auroc_taught_vs_untold']} | {cells} |")
     print("RESULT " + json.dumps({"results": results, "dialogues": dialogues, "quick": args.quick}))
 
 

@@ -165,14 +165,6 @@ def dialogues(seed: int, counts: dict[int, int], people: int | None = None, spli
     return {n: [gen.episode(rng, n, corrections=n // 5, people=people) for _ in range(k)] for n, k in counts.items()}
 
 
-def untold_questions(gen: TeachRecall, episode: Episode, rng: random.Random, k: int) -> list[str]:
-    """Up to `k` questions about a relation `episode` never taught of people it taught something else of."""
-    taught = {(s.fact.subject, s.fact.relation) for s in episode.steps if s.fact}
-    people = sorted({person for person, _ in taught})
-    untaught = [(p, r) for p in people for r in sorted(gen.ask) if (p, r) not in taught]
-    return [rng.choice(gen.ask[r]).format(s=p) for p, r in rng.sample(untaught, min(k, len(untaught)))]
-
-
 def say(agent: Agent, user: str, text: str):
     reply = None
     for reply in agent.chat_stream(user, text):
@@ -316,7 +308,7 @@ def main() -> None:
         restart = dialogues(args.seed + 1, {RESTART_FACTS: args.restarts}, people, args.split)[RESTART_FACTS]
     gen = TeachRecall(args.split, NAMES_FILE)
     rng = random.Random(args.seed + 2)  # its own, so the dialogues are the same with and without --untold
-    untold = {n: [untold_questions(gen, e, rng, args.untold) for e in episodes] for n, episodes in plan.items()}
+    untold = {n: [gen.untold_questions(e, rng, args.untold) for e in episodes] for n, episodes in plan.items()}
     names = [s.strip() for s in args.systems.split(",") if s.strip()]
     started = time.perf_counter()
     results, replies = {}, {}

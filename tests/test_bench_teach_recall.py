@@ -29,10 +29,10 @@ def gen(tmp_path):
     return TeachRecall("test", path)
 
 
-def test_untold_questions_ask_a_relation_never_taught_of_someone_taught_something_else(bench, gen):
+def test_untold_questions_ask_a_relation_never_taught_of_someone_taught_something_else(gen):
     episode = gen.episode(random.Random(0), 4, corrections=1)
     taught = {(s.fact.subject, s.fact.relation) for s in episode.steps if s.fact}
-    questions = bench.untold_questions(gen, episode, random.Random(1), 6)
+    questions = gen.untold_questions(episode, random.Random(1), 6)
     assert len(questions) == len(set(questions)) == 6
     for text in questions:
         # which template of the split asks it, about whom
@@ -40,7 +40,7 @@ def test_untold_questions_ask_a_relation_never_taught_of_someone_taught_somethin
                                 if any(t.format(s=p) == text for t in gen.ask[r])]
         assert (person, relation) not in taught
     # asking for more than exist gives all of them once
-    everything = bench.untold_questions(gen, episode, random.Random(1), 1000)
+    everything = gen.untold_questions(episode, random.Random(1), 1000)
     assert len(everything) == len(set(everything)) == len({p for p, _ in taught}) * len(gen.ask) - len(taught)
 
 

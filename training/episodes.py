@@ -233,6 +233,13 @@ class TeachRecall:
         self.ask = {r: _cut(t, split) for r, t in ASK.items()}
         self.chat = _cut(CHAT, split)
 
+    def untold_questions(self, episode: Episode, rng: random.Random, k: int) -> list[str]:
+        """Up to `k` questions about a relation `episode` never taught of people it taught something else of."""
+        taught = {(s.fact.subject, s.fact.relation) for s in episode.steps if s.fact}
+        people = sorted({person for person, _ in taught})
+        untaught = [(p, r) for p in people for r in sorted(self.ask) if (p, r) not in taught]
+        return [rng.choice(self.ask[r]).format(s=p) for p, r in rng.sample(untaught, min(k, len(untaught)))]
+
     def _value(self, rng: random.Random, relation: str, used: set[str]) -> str:
         while True:
             v = str(rng.randrange(1000, 10000)) if relation == "code" else rng.choice(self.values)
