@@ -50,6 +50,7 @@ from chatbot.controller import Controller
 from chatbot.loading import model_tag
 from memory.interface import MemoryModel, save_checkpoint
 from training.batching import Candidates, StepBudgetSampler, episode_texts, make_batch, statement_words
+from training.breadth import Breadth
 from training.config import TrainingConfig, load_training_config
 from training.episodes import Episode, TeachRecall, babi_file, load_babi, parse_tasks
 from training.features import FeatureCache
@@ -165,14 +166,16 @@ def adapter_stage(cfg: TrainingConfig, accelerator: Accelerator) -> Stage:
     names = Path(mt.data_dir) / "names" / "names.txt"
     replies = ReplyCache(at.replies_cache, base_reply)
     with accelerator.main_process_first():  # the main process distils every reply once; the others read the file
-        for prompt in GENERAL + TeachRecall("train", names).chat + TeachRecall("val", names).chat:
+        for prompt in GENERAL + TeachRecall("train", names).chat + TeachRecall("val", names).chat + (
+                Breadth("train", names).chat if at.breadth_share > 0 else []):
             replies(prompt)
     replies = ReplyCache(at.replies_cache, base_reply)
     babi = babi_file(mt.data_dir, 1, "train", mt.babi_set) if at.babi_share > 0 else None
     examples = training_examples(names, cfg.chat.system_prompt, dialogues=at.dialogues, max_facts=at.max_facts,
                                  seed=mt.seed, split="train", reply_of=replies, history_turns=at.history_turns,
                                  babi_file=babi, babi_share=at.babi_share, paraphrase_share=at.paraphrase_share,
-                                 crowded_share=at.crowded_share, other_fact_share=at.other_fact_share)
+                                 crowded_share=at.crowded_share, other_fact_share=at.other_fact_share,
+                                 breadth_share=at.breadth_share)
     data = [_tokenized(tokenizer, e.messages, e.reply) for e in examples]
     layers = controller.model.config.num_hidden_layers
     lora = adapter_config(rank=at.rank, alpha=at.alpha, dropout=at.dropout, targets=at.targets,
@@ -193,7 +196,8 @@ def adapter_stage(cfg: TrainingConfig, accelerator: Accelerator) -> Stage:
         state = {k: v.detach().cpu().half() for k, v in get_peft_model_state_dict(model).items()}
         scores = score_adapter(model, controller, cfg, names, replies)
         record.update(dialogues=at.dialogues, examples=len(examples), paraphrase_share=at.paraphrase_share,
-                      crowded_share=at.crowded_share, other_fact_share=at.other_fact_share, lora=lora, validation=scores)
+                      crowded_share=at.crowded_share, other_fact_share=at.other_fact_share, breadth_share=at.breadth_share,
+                      lora=lora, validation=scores)
         path = Path(mt.export_path)
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save({"config": lora, "state_dict": state, "record": record}, path)

@@ -176,23 +176,23 @@ def rank_notes(
     candidates: (engram id, higher = newer; text; cosine closeness to the message).
     Those that mention the most of `cues` (the message's names) come first: a question
     about Oriel is answered from what was said about Oriel, not from the look-alike fact
-    about someone else that is closer; among them, those that share the most of `topic`
-    ("What is the boiler code?" -> boiler, code) come first. Among those, a statement at least `link` close to
+    about someone else that is closer. Among them, a statement at least `link` close to
     the closest earlier one naming the same of them supersedes it ("Oriel moved to
     Quillmere." after "Oriel lives in Vantastad."): the two count as one statement, the
-    newer, as close to the message as the closer of them, and the older goes last. The
-    remaining ones within `margin` of the closest go newest first, then by closeness;
-    the others last, by closeness.
+    newer, as close to the message as the closer of them and sharing as many of `topic`
+    (the message's other content words: "What is the boiler code?" -> boiler, code) as
+    either, and the older goes last. Those sharing the most of `topic` come first: within
+    `margin` of the closest of them newest first, then by closeness; then the rest, most
+    topic words first.
     """
     held = [mentioned_words(text) for _, text, _ in candidates]
     mentions = [frozenset(h & set(cues)) for h in held]
     named = [len(m) for m in mentions]
     most = max(named, default=0)
-    shared = [len(h & set(topic)) for h in held]
-    widest = max((shared[i] for i in range(len(candidates)) if named[i] == most), default=0)
-    top = sorted((i for i in range(len(candidates)) if named[i] == most and shared[i] == widest), key=lambda i: candidates[i][0])
+    top = sorted((i for i in range(len(candidates)) if named[i] == most), key=lambda i: candidates[i][0])
     newest = {i: i for i in top}  # statement -> the newest of those it was superseded by, in turn
     close = {i: candidates[i][2] for i in top}  # newest -> closeness of the closest it stands for
+    shared = {i: len(held[i] & set(topic)) for i in top}  # newest -> most topic words of those it stands for
     for k, i in enumerate(top[1:] if vectors is not None and link is not None and most > 0 else [], 1):
         # only a statement about the same people: Bram's move never supersedes Kora's home
         earlier = [j for j in top[:k] if mentions[j] == mentions[i]]
@@ -206,15 +206,17 @@ def rank_notes(
             if newest[j] == old:
                 newest[j] = i
         close[i] = max(close[i], close.pop(old))
-    best = max(close.values(), default=0.0)
+        shared[i] = max(shared[i], shared.pop(old))
+    widest = max(shared.values(), default=0)
+    best = max((c for i, c in close.items() if shared[i] == widest), default=0.0)
 
     def rank(i: int) -> tuple:
         if named[i] < most:
             return (3, -candidates[i][2])
-        if shared[i] < widest:
-            return (2, -shared[i], -candidates[i][2])
         if newest[i] != i:
             return (4, -candidates[i][0])
+        if shared[i] < widest:
+            return (2, -shared[i], -close[i])
         return (0, -candidates[i][0]) if close[i] >= best - margin else (1, -close[i])
 
     return sorted(range(len(candidates)), key=rank)

@@ -118,3 +118,22 @@ def test_not_told_examples_can_show_another_fact_of_the_asked_person(names_file)
 
     assert share_about_the_asked(training_examples(names_file, "S", other_fact_share=1.0, **kwargs)) > 0.8
     assert share_about_the_asked(plain) < 0.5
+
+
+def test_broad_conversations_give_answers_from_their_notes_and_not_told_without(names_file):
+    from training.adapter_data import breadth_examples
+    from training.breadth import breadth_conversations
+
+    kinds = set()
+    for conversation in breadth_conversations("train", names_file, 3, seed=2):
+        for e in breadth_examples(conversation, "S", random.Random(0), lambda p: "ok"):
+            kinds.add(e.kind)
+            notes = notes_of(e)
+            if e.kind == "answer":  # the value as written, in a note (a corrected one restated with it)
+                assert any(e.value in n for n in notes) and e.value in e.reply
+            if e.kind == "not_told":
+                assert notes and not any(c in e.reply for c in "0123456789")
+    assert kinds == {"answer", "not_told", "acknowledge", "distilled"}
+    kwargs = dict(dialogues=10, max_facts=6, seed=1, split="train", reply_of=lambda p: "ok")
+    plain, broad = training_examples(names_file, "S", **kwargs), training_examples(names_file, "S", breadth_share=0.5, **kwargs)
+    assert len(broad) >= 1.8 * len(plain)  # as many broad examples again as the others

@@ -66,6 +66,12 @@ def test_statements_sharing_the_most_topic_words_come_first_after_names():
     # the two about the boiler code first, the newer of them as it is within the margin; then the other code
     assert [texts[i] for i in rank_notes(candidates, (), 0.15, topic=topic)][:3] == [texts[3], texts[0], texts[1]]
     assert texts[rank_notes(candidates, (), 0.15)[0]] == texts[2]  # without: the newest of the nearly closest, the hotel room
+    # a correction naming fewer of them supersedes what it is like, and stands for it
+    texts = ["Oriel's locker code is 1234.", "Oriel's gym is Fenholm.", "Oriel changed the code to 5678."]
+    vectors = torch.nn.functional.normalize(torch.tensor([[1.0, 0.1], [0.0, 1.0], [0.9, 0.2]]), dim=-1)
+    candidates = [(i, t, close) for i, (t, close) in enumerate(zip(texts, [0.8, 0.5, 0.6]))]
+    order = rank_notes(candidates, ("oriel",), 0.15, vectors=vectors, link=0.9, topic=["locker", "code"])
+    assert [texts[i] for i in order] == [texts[2], texts[1], texts[0]]
     # names still come first: a topic word never outranks the person asked about
     texts = ["Oriel's boiler code is 7731.", "Bram's gate code is 1200."]
     candidates = [(i, t, 0.5) for i, t in enumerate(texts)]

@@ -38,7 +38,11 @@ from pathlib import Path
 
 from chatbot.prompt import chat_messages
 
+from text import is_question, split_sentences
+
+from .breadth import CHIT_CHAT, breadth_conversations
 from .episodes import Episode, TeachRecall, load_babi
+from .frozen import Conversation, Turn
 
 ACKNOWLEDGE = [
     "Got it, I'll remember that.", "Noted. I'll keep that in mind.", "Thanks, I've made a note of that.",
@@ -200,6 +204,57 @@ def babi_examples(path: str | Path, system_prompt: str, rng: random.Random, coun
     return out
 
 
+def breadth_examples(conversation: Conversation, system_prompt: str, rng: random.Random, reply_of: Callable[[str], str], *,
+                     history_turns: int = 8) -> list[Example]:
+    """Adapter examples from one broad generated conversation (training/breadth.py), one per message.
+
+    Notes, as chat recalls them: for a question, the sentence that answers it (a corrected
+    value restated in the statement it corrects, as chat.quoted_corrections shows it) among
+    up to three earlier sentences; for a never-taught question, earlier sentences only, and
+    the reply says it was not told. Statements are acknowledged, chit-chat gets the model's own reply.
+    """
+    said: list[str] = []  # sentences of statements so far
+    history: list[tuple[str, str]] = []
+    out: list[Example] = []
+    for turn in conversation.turns:
+        if turn.restart:
+            history = []
+            continue
+        recent = history[len(history) - rng.randint(0, min(history_turns, len(history))):]
+        notes = rng.sample(said, min(rng.randint(0, 3), len(said)))
+        value = ""
+        if turn.kind in ("recall", "latest"):
+            answer = _answering_sentence(turn, said)
+            notes = [n for n in notes if n != answer] + [answer]
+            reply, kind, value = f"{turn.about} is {turn.expect[0]}".rstrip(".") + ".", "answer", turn.expect[0]
+        elif turn.kind == "not_told":  # whatever is recalled is about something else
+            notes = notes or rng.sample(said, min(1, len(said)))
+            reply, kind = rng.choice(NOT_TOLD), "not_told"
+        elif turn.text in CHIT_CHAT:
+            reply, kind = reply_of(turn.text), "distilled"
+        else:
+            reply, kind = rng.choice(ACKNOWLEDGE), "acknowledge"
+        notes = sorted(set(notes), key=lambda n: said.index(n) if n in said else len(said))  # a restated note is the newest
+        out.append(Example(chat_messages(system_prompt, notes, recent, turn.text), reply, kind, value))
+        if not turn.kind:
+            said.extend(s for s in split_sentences(turn.text) if s not in said and not is_question(s))
+        history.append((turn.text, reply))
+    return out
+
+
+def _answering_sentence(turn: Turn, said: list[str]) -> str:
+    """The sentence of `turn.source` that holds the answer; a correction that only quotes the
+    old value shown, as chat shows it, as the corrected statement with the new value."""
+    sentence = next((s for s in split_sentences(turn.source) if turn.expect[0].lower() in s.lower()), turn.source)
+    for old in turn.stale:
+        if old.lower() in turn.source.lower():  # "Correction: 4471, not 7731.": restate the statement it corrects
+            own = split_sentences(turn.source)
+            earlier = next((s for s in reversed(said) if old.lower() in s.lower() and s not in own), None)
+            if earlier is not None:
+                return earlier.replace(old, turn.expect[0])
+    return sentence
+
+
 def distilled_examples(
     prompts: list[str], said: list[str], system_prompt: str, reply_of: Callable[[str], str], rng: random.Random, count: int
 ) -> list[Example]:
@@ -241,12 +296,13 @@ def training_examples(
     names_file: str | Path, system_prompt: str, *, dialogues: int, max_facts: int, seed: int, split: str,
     reply_of: Callable[[str], str], distilled_share: float = 0.2, history_turns: int = 8,
     babi_file: str | Path | None = None, babi_share: float = 0.0, paraphrase_share: float = 0.0,
-    crowded_share: float = 0.0, other_fact_share: float = 0.0,
+    crowded_share: float = 0.0, other_fact_share: float = 0.0, breadth_share: float = 0.0,
 ) -> list[Example]:
     """The adapter's examples from `dialogues` generated dialogues of `split`, plus distilled
     ones and, with `babi_file` (bAbI task 1), a `babi_share` of bAbI questions; the
     dialogues' shares as `training_dialogue` takes them, `other_fact_share` as
-    `dialogue_examples` does."""
+    `dialogue_examples` does; a `breadth_share` of examples from broad generated
+    conversations of `split` (`breadth_examples`)."""
     gen = TeachRecall(split, names_file)
     rng = random.Random(seed)
     examples, said = [], []
@@ -258,6 +314,13 @@ def training_examples(
     general = GENERAL[:GENERAL_TRAIN] if split == "train" else GENERAL[GENERAL_TRAIN:]
     count = int(distilled_share * len(examples) / (1 - distilled_share))
     examples += distilled_examples(general, said, system_prompt, reply_of, rng, count)
+    if breadth_share > 0:
+        wanted, extra, seed_ = int(breadth_share * len(examples) / (1 - breadth_share)), [], seed
+        while len(extra) < wanted:
+            (conversation,) = breadth_conversations(split, names_file, 1, seed_)
+            extra += breadth_examples(conversation, system_prompt, rng, reply_of, history_turns=history_turns)
+            seed_ += 1
+        examples += extra[:wanted]
     if babi_file is not None and babi_share > 0:
         examples += babi_examples(babi_file, system_prompt, rng, int(babi_share * len(examples) / (1 - babi_share)))
     rng.shuffle(examples)

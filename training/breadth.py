@@ -133,9 +133,10 @@ class Fact:
     kind: str
     owner: str  # "my", "the" or a person's name
 
-    def phrase(self, start: bool = False) -> str:
-        """How a message names it: "my gym locker number", "Oriel's birthday", "The boiler code"."""
-        head = f"{self.owner}'s" if self.owner not in ("my", "the") else self.owner
+    def phrase(self, start: bool = False, *, reply: bool = False) -> str:
+        """How a message names it: "my gym locker number", "Oriel's birthday", "The boiler code";
+        a `reply` to the user says "your" for "my"."""
+        head = f"{self.owner}'s" if self.owner not in ("my", "the") else "your" if reply and self.owner == "my" else self.owner
         text = f"{head} {self.attribute}"
         return text[0].upper() + text[1:] if start else text
 
@@ -266,7 +267,8 @@ class Breadth:
                 turns.append(Turn(text, kind, stale=tuple(every_value), after_restart=after))
             else:
                 value, also = values[fact]
-                turns.append(Turn(text, kind, (value, *also), tuple(stale[fact]), source[fact], after_restart=after))
+                turns.append(Turn(text, kind, (value, *also), tuple(stale[fact]), source[fact], after_restart=after,
+                                  about=fact.phrase(True, reply=True)))
         return Conversation(name, False, turns)
 
     def _facts(self, rng: random.Random, count: int) -> list[Fact]:

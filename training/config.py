@@ -30,6 +30,7 @@ class AdapterTrainConfig:
     paraphrase_share: float = 0.0  # fraction of questions re-asked in a training-only phrasing (training/adapter_data.py EXTRA_ASK); 0 = none
     crowded_share: float = 0.0  # fraction of dialogues about few people, about three facts each; 0 = one person per fact
     other_fact_share: float = 0.0  # fraction of "not told" examples whose notes hold another fact of the asked person; 0 = none
+    breadth_share: float = 0.0  # fraction of examples from broad generated conversations (training/breadth.py); 0 = none
     eval_dialogues: int = 20  # val-split dialogues scored after training
     max_new_tokens: int = 48  # longest distilled base reply
     replies_cache: str = "data/adapter/base_replies.json"  # the base model's distilled replies, computed once

@@ -29,6 +29,7 @@ class Turn:
     source: str = ""  # the message that holds the answer
     restart: bool = False
     after_restart: bool = False  # asked after the conversation's first restart
+    about: str = ""  # generated conversations only: what is asked, as a reply names it ("Your gym locker number")
 
 
 @dataclass
