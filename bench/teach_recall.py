@@ -28,8 +28,8 @@ fact's latest value (case-insensitive). The systems differ only in their config:
                 of 5 (vocab.fit_steps 20)
   full_capitalized_cues  the full system whose cue words are only capitalized words and numbers
                 (a lowercase name the user has used is no cue: chat.name_cues off)
-  full_no_topic_cues  the full system without ranking statements by the message's other content
-                words ("boiler", "code"): chat.topic_cues off
+  full_topic_cues  the full system ranking statements by the message's other content words
+                ("boiler", "code") and taking answer words from them: chat.topic_cues on
   full_no_quoted_corrections  the full system without restating a note by a later message that
                 quotes its value as wrong ("Correction: 4471, not 7731."): chat.quoted_corrections off
   full_base_replies  the full system with replies held to base pieces, never the
@@ -97,7 +97,7 @@ SYSTEMS = {
     "full_unnamed": {"chat.note_recency_margin": 0.1, "chat.note_unnamed_closeness": True},
     "full_fit20": {"vocab.fit_steps": 20},
     "full_capitalized_cues": {"chat.name_cues": False},
-    "full_no_topic_cues": {"chat.topic_cues": False},
+    "full_topic_cues": {"chat.topic_cues": True},
     "full_no_quoted_corrections": {"chat.quoted_corrections": False},
     "full_base_replies": {"generation.reply_added_tokens": False},
     "full_unnamed_base_replies": {"chat.note_recency_margin": 0.1, "chat.note_unnamed_closeness": True,
