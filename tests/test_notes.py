@@ -200,6 +200,9 @@ def test_the_agent_answers_from_the_note_as_a_later_message_corrected_it(tmp_pat
     fixed = [n for n in reply.memory["notes"] if "boiler" in n]
     assert fixed and "4471" in fixed[0] and "7731" not in fixed[0]
     assert reply.memory["corrected"][fixed[0]] == ["Correction: 4471, not 7731."]
+    from ui.memory_tab import memory_markdown
+
+    assert f"- {fixed[0]}\n  - as corrected by: Correction: 4471, not 7731." in memory_markdown(reply.memory)
     other = list(agent.chat_stream("bob", "What is the boiler code?"))[-1]  # another user's corrections are not theirs
     assert not other.memory.get("corrected")
     agent.close()
