@@ -119,7 +119,7 @@ class ChatConfig:
     # a later message that quotes a note's value as wrong ("Correction: 4471, not 7731.") restates the note with its new value
     quoted_corrections: bool = True
     # a message's other content words ("boiler", "code") rank the statements naming the same people, most shared first,
-    # and give answer words when no name is asked; off: on validation it let first statements outrank their corrections
+    # and give answer words when no name is asked; off: a correction worded unlike what it corrects shares fewer of them and loses
     topic_cues: bool = False
     name_cues: bool = True  # a word the user has used as a name is a cue also when asked in lowercase ("where does oriel live?")
     soft_prefix: bool = False  # also prepend the neural memory's reads to the prompt's embeddings; the LM is not trained to read them

@@ -186,13 +186,14 @@ def rank_notes(
     topic words first.
     """
     held = [mentioned_words(text) for _, text, _ in candidates]
-    mentions = [frozenset(h & set(cues)) for h in held]
+    named_set, topic_set = set(cues), set(topic)
+    mentions = [frozenset(h & named_set) for h in held]
     named = [len(m) for m in mentions]
     most = max(named, default=0)
     top = sorted((i for i in range(len(candidates)) if named[i] == most), key=lambda i: candidates[i][0])
     newest = {i: i for i in top}  # statement -> the newest of those it was superseded by, in turn
     close = {i: candidates[i][2] for i in top}  # newest -> closeness of the closest it stands for
-    shared = {i: len(held[i] & set(topic)) for i in top}  # newest -> most topic words of those it stands for
+    shared = {i: len(held[i] & topic_set) for i in top}  # newest -> most topic words of those it stands for
     for k, i in enumerate(top[1:] if vectors is not None and link is not None and most > 0 else [], 1):
         # only a statement about the same people: Bram's move never supersedes Kora's home
         earlier = [j for j in top[:k] if mentions[j] == mentions[i]]

@@ -40,7 +40,7 @@ from chatbot.prompt import chat_messages
 
 from text import is_question, split_sentences
 
-from .breadth import CHIT_CHAT, breadth_conversations
+from .breadth import CHIT_CHAT, Breadth
 from .episodes import Episode, TeachRecall, load_babi
 from .frozen import Conversation, Turn
 
@@ -245,10 +245,10 @@ def breadth_examples(conversation: Conversation, system_prompt: str, rng: random
 def _answering_sentence(turn: Turn, said: list[str]) -> str:
     """The sentence of `turn.source` that holds the answer; a correction that only quotes the
     old value shown, as chat shows it, as the corrected statement with the new value."""
-    sentence = next((s for s in split_sentences(turn.source) if turn.expect[0].lower() in s.lower()), turn.source)
+    own = split_sentences(turn.source)
+    sentence = next((s for s in own if turn.expect[0].lower() in s.lower()), turn.source)
     for old in turn.stale:
         if old.lower() in turn.source.lower():  # "Correction: 4471, not 7731.": restate the statement it corrects
-            own = split_sentences(turn.source)
             earlier = next((s for s in reversed(said) if old.lower() in s.lower() and s not in own), None)
             if earlier is not None:
                 return earlier.replace(old, turn.expect[0])
@@ -315,11 +315,10 @@ def training_examples(
     count = int(distilled_share * len(examples) / (1 - distilled_share))
     examples += distilled_examples(general, said, system_prompt, reply_of, rng, count)
     if breadth_share > 0:
-        wanted, extra, seed_ = int(breadth_share * len(examples) / (1 - breadth_share)), [], seed
+        broad, wanted, extra = Breadth(split, names_file), int(breadth_share * len(examples) / (1 - breadth_share)), []
         while len(extra) < wanted:
-            (conversation,) = breadth_conversations(split, names_file, 1, seed_)
+            conversation = broad.conversation(random.Random(seed + len(extra)), "adapter")
             extra += breadth_examples(conversation, system_prompt, rng, reply_of, history_turns=history_turns)
-            seed_ += 1
         examples += extra[:wanted]
     if babi_file is not None and babi_share > 0:
         examples += babi_examples(babi_file, system_prompt, rng, int(babi_share * len(examples) / (1 - babi_share)))

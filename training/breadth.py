@@ -22,7 +22,7 @@ import string
 from dataclasses import dataclass
 from pathlib import Path
 
-from .episodes import CHAT, SPLITS, _split_of
+from .episodes import CHAT, _split_of, read_names
 from .frozen import Conversation, Turn
 
 # (attribute, kind of value, whose): "my" = the user's, "person" = a named person's, "the" = a thing's
@@ -150,10 +150,8 @@ class Breadth:
     """
 
     def __init__(self, split: str, names_file: str | Path) -> None:
-        if split not in SPLITS:
-            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        names = sorted({n.capitalize() for n in read_names(names_file, split)})
         self.split = split
-        names = sorted({n.capitalize() for n in Path(names_file).read_text(encoding="utf-8").split()})
         self.people = [n for n in names if _split_of(n) == split]
         self.pet_names = [n for n in names if _split_of(n + " pet") == split]
         self.attributes = [a for a in ATTRIBUTES if _attribute_split(a[0]) == split]

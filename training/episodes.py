@@ -207,6 +207,13 @@ def _cut(items: list[str], split: str) -> list[str]:
     return {"train": items[:a], "val": items[a:b], "test": items[b:]}[split]
 
 
+def read_names(names_file: str | Path, split: str) -> list[str]:
+    """The first names of `names_file` (one a line), for a generator of `split`, which must be a split's name."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    return Path(names_file).read_text(encoding="utf-8").split()
+
+
 class TeachRecall:
     """Generator of teach-and-recall dialogues for one split.
 
@@ -216,10 +223,8 @@ class TeachRecall:
     """
 
     def __init__(self, split: str, names_file: str | Path) -> None:
-        if split not in SPLITS:
-            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        names = read_names(names_file, split)
         self.split = split
-        names = Path(names_file).read_text(encoding="utf-8").split()
         # the invented values must never look like a person from any split
         taken = {n.lower() for n in names}
         self.people = sorted({n.capitalize() for n in names if _split_of(n) == split})
