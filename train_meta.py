@@ -157,7 +157,9 @@ def adapter_stage(cfg: TrainingConfig, accelerator: Accelerator) -> Stage:
     model_cfg.adapter = ""  # trained from the plain model
     controller = Controller.from_config(model_cfg)
     tokenizer = controller.tokenizer
-    gen = GenerationConfig(max_new_tokens=at.max_new_tokens)
+    # transformers' generate: the lean decoder would re-view the weights as fused matrices, which accelerate's
+    # saved state then stores once per storage, and a resumed run could not load
+    gen = GenerationConfig(max_new_tokens=at.max_new_tokens, decode="transformers")
 
     def base_reply(prompt: str) -> str:
         ids = controller.chat_ids([{"role": "system", "content": cfg.chat.system_prompt}, {"role": "user", "content": prompt}])
@@ -181,6 +183,8 @@ def adapter_stage(cfg: TrainingConfig, accelerator: Accelerator) -> Stage:
     lora = adapter_config(rank=at.rank, alpha=at.alpha, dropout=at.dropout, targets=at.targets,
                           from_layer=at.from_layer, layers=layers)
     model = get_peft_model(controller.model.train(), LoraConfig(**lora))
+    if at.init:
+        _load_lora(model, at.init, lora)
     sampler = StepBudgetSampler([len(ids) for ids, _ in data], TOKEN_BUDGET * mt.batch_size, mt.batch_size, mt.seed)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id  # masked out; some tokenizers set none
     loader = DataLoader(data, batch_sampler=sampler, collate_fn=lambda items: _padded(items, pad))
@@ -204,6 +208,19 @@ def adapter_stage(cfg: TrainingConfig, accelerator: Accelerator) -> Stage:
         return {"validation": scores}
 
     return Stage(model, loader, sampler, forward, lambda b: b["input_ids"].shape[0], export, ["loss", "accuracy"])
+
+
+def _load_lora(model: nn.Module, path: str, lora: dict) -> None:
+    """Start the peft `model` from the LoRA weights at `path`, which must have been trained with the same `lora` layout."""
+    from peft import set_peft_model_state_dict
+
+    data = torch.load(path, weights_only=True)
+    layout = ("r", "target_modules", "layers_to_transform")
+    if any(data["config"].get(k) != lora[k] for k in layout):
+        raise SystemExit(f"adapter.init {path}: its {layout} differ from this config's")
+    result = set_peft_model_state_dict(model, {k: v.float() for k, v in data["state_dict"].items()})
+    if result.unexpected_keys:
+        raise SystemExit(f"adapter.init {path}: unexpected tensors {result.unexpected_keys[:3]}")
 
 
 def _tokenized(tokenizer, messages: list[dict], reply: str) -> tuple[list[int], list[int]]:
@@ -235,7 +252,8 @@ def score_adapter(model: nn.Module, controller: Controller, cfg: TrainingConfig,
     examples = training_examples(names, cfg.chat.system_prompt, dialogues=at.eval_dialogues, max_facts=at.max_facts,
                                  seed=cfg.meta_train.seed + 1, split="val", reply_of=replies,
                                  history_turns=at.history_turns)
-    gen = GenerationConfig(max_new_tokens=at.max_new_tokens)
+    # transformers' generate runs the peft model, LoRA path included
+    gen = GenerationConfig(max_new_tokens=at.max_new_tokens, decode="transformers")
     tally: dict[str, list[bool]] = {}
     for e in examples:
         if e.kind not in ("answer", "not_told"):
@@ -294,7 +312,7 @@ def main(argv: list[str] | None = None) -> None:
         # on a machine without a GPU, several launched processes form a CPU (gloo) group
         cpu=not torch.cuda.is_available(),
         gradient_accumulation_steps=mt.grad_accum,
-        mixed_precision=mt.mixed_precision if torch.cuda.is_available() else "no",
+        mixed_precision=mt.mixed_precision if torch.cuda.is_available() else mt.cpu_mixed_precision,
         # the schedule counts optimizer steps, not per-process batches
         step_scheduler_with_optimizer=False,
         # with the memory or the match loss off some parameters get no gradient, which DDP must be told

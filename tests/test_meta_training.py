@@ -266,3 +266,22 @@ def test_adapter_stage_trains_exports_and_the_controller_merges_it(tiny_meta_con
     cfg.adapter = str(tmp_path / "missing.pt")
     with pytest.raises(Exception, match="does not exist"):
         Controller.from_config(cfg)
+
+    # going on from the exported weights: with no learning rate they come out as they went in
+    again = tmp_path / "again.yaml"
+    again.write_text(text.replace(f"export_path: {tmp_path / 'lora.pt'}", f"export_path: {tmp_path / 'lora2.pt'}")
+                     .replace("  adapter:\n", f"  cpu_mixed_precision: bf16\n  adapter:\n    init: {tmp_path / 'lora.pt'}\n")
+                     .replace("lr: 0.003", "lr: 0.0"))
+    run([sys.executable, str(ROOT / "train_meta.py"), "--config", str(again), "--steps", "1", "--fresh"], tmp_path)
+    resumed = torch.load(tmp_path / "lora2.pt", weights_only=True)["state_dict"]
+    assert resumed.keys() == saved["state_dict"].keys()
+    assert all(torch.equal(resumed[k], saved["state_dict"][k]) for k in resumed)
+    other = tmp_path / "other.yaml"
+    other.write_text(again.read_text().replace("  adapter:\n", "  adapter:\n    rank: 4\n"))
+    failed = subprocess.run([sys.executable, str(ROOT / "train_meta.py"), "--config", str(other), "--steps", "1", "--fresh"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert failed.returncode != 0 and "differ from this config's" in failed.stderr
+
+    # the first run distilled the base model's replies; its saved state must still load
+    out = run([sys.executable, str(ROOT / "train_meta.py"), "--config", str(config), "--steps", "3"], tmp_path)
+    assert "resumed from" in out and json.loads(out.strip().splitlines()[-1])["steps"] == 3

@@ -31,6 +31,7 @@ class AdapterTrainConfig:
     crowded_share: float = 0.0  # fraction of dialogues about few people, about three facts each; 0 = one person per fact
     other_fact_share: float = 0.0  # fraction of "not told" examples whose notes hold another fact of the asked person; 0 = none
     breadth_share: float = 0.0  # fraction of examples from broad generated conversations (training/breadth.py); 0 = none
+    init: str = ""  # LoRA weights to start from (a checkpoint this stage wrote, same rank, targets and layers); "" = fresh
     eval_dialogues: int = 20  # val-split dialogues scored after training
     max_new_tokens: int = 48  # longest distilled base reply
     replies_cache: str = "data/adapter/base_replies.json"  # the base model's distilled replies, computed once
@@ -56,7 +57,8 @@ class MetaTrainConfig:
     warmup_steps: int = 100  # linear warmup
     weight_decay: float = 0.0  # AdamW weight decay
     clip_norm: float = 1.0  # gradient norm clip
-    mixed_precision: str = "bf16"  # on GPU: "no", "fp16" or "bf16"; always "no" on CPU
+    mixed_precision: str = "bf16"  # on GPU: "no", "fp16" or "bf16"
+    cpu_mixed_precision: str = "no"  # on CPU: "no" or "bf16" (bf16 autocast; about twice as fast where the CPU has AMX)
     checkpoint_every: int = 250  # steps between accelerate state saves
     log_every: int = 25  # steps between metric rows
     seed: int = 0  # data order and initialisation
