@@ -134,6 +134,20 @@ def test_broad_conversations_give_answers_from_their_notes_and_not_told_without(
             if e.kind == "not_told":
                 assert notes and not any(c in e.reply for c in "0123456789")
     assert kinds == {"answer", "not_told", "acknowledge", "distilled"}
+
+    def not_told(rate: float) -> list:
+        return [e for c in breadth_conversations("train", names_file, 3, seed=2)
+                for e in breadth_examples(c, "S", random.Random(0), lambda p: "ok", not_told_rate=rate) if e.kind == "not_told"]
+
+    assert len(not_told(0.15)) > len(not_told(0.0))  # taught questions shown without their answer too
     kwargs = dict(dialogues=10, max_facts=6, seed=1, split="train", reply_of=lambda p: "ok")
     plain, broad = training_examples(names_file, "S", **kwargs), training_examples(names_file, "S", breadth_share=0.5, **kwargs)
     assert len(broad) >= 1.8 * len(plain)  # as many broad examples again as the others
+
+
+def test_a_not_told_example_shows_the_look_alike_chat_would_recall():
+    from training.adapter_data import _most_like
+
+    said = ["I had pasta for lunch.", "For the record, the bin day is Monday.", "The gate code is 4417."]
+    assert _most_like("hey, what's the market day?", said) == "For the record, the bin day is Monday."
+    assert _most_like("What is my cat's name?", said) is None

@@ -38,7 +38,7 @@ from pathlib import Path
 
 from chatbot.prompt import chat_messages
 
-from text import is_question, split_sentences
+from text import is_question, split_sentences, topic_words
 
 from .breadth import CHIT_CHAT, Breadth
 from .episodes import Episode, TeachRecall, load_babi
@@ -205,13 +205,16 @@ def babi_examples(path: str | Path, system_prompt: str, rng: random.Random, coun
 
 
 def breadth_examples(conversation: Conversation, system_prompt: str, rng: random.Random, reply_of: Callable[[str], str], *,
-                     history_turns: int = 8) -> list[Example]:
+                     history_turns: int = 8, not_told_rate: float = 0.15) -> list[Example]:
     """Adapter examples from one broad generated conversation (training/breadth.py), one per message.
 
     Notes, as chat recalls them: for a question, the sentence that answers it (a corrected
     value restated in the statement it corrects, as chat.quoted_corrections shows it) among
-    up to three earlier sentences; for a never-taught question, earlier sentences only, and
-    the reply says it was not told. Statements are acknowledged, chit-chat gets the model's own reply.
+    up to three earlier sentences. For a never-taught question, and at `not_told_rate` for a
+    taught one whose message is not in the shown history, the notes lack the answer but
+    hold the earlier sentence most like the question when one shares a topic word (chat
+    recalls "the bin day is Monday" when asked for the market day), and the reply says it
+    was not told. Statements are acknowledged, chit-chat gets the model's own reply.
     """
     said: list[str] = []  # sentences of statements so far
     history: list[tuple[str, str]] = []
@@ -223,12 +226,17 @@ def breadth_examples(conversation: Conversation, system_prompt: str, rng: random
         recent = history[len(history) - rng.randint(0, min(history_turns, len(history))):]
         notes = rng.sample(said, min(rng.randint(0, 3), len(said)))
         value = ""
-        if turn.kind in ("recall", "latest"):
+        shown = {text for pair in recent for text in pair}
+        withheld = turn.kind in ("recall", "latest") and turn.source not in shown and rng.random() < not_told_rate
+        if turn.kind in ("recall", "latest") and not withheld:
             answer = _answering_sentence(turn, said)
             notes = [n for n in notes if n != answer] + [answer]
             reply, kind, value = f"{turn.about} is {turn.expect[0]}".rstrip(".") + ".", "answer", turn.expect[0]
-        elif turn.kind == "not_told":  # whatever is recalled is about something else
-            notes = notes or rng.sample(said, min(1, len(said)))
+        elif turn.kind == "not_told" or withheld:  # whatever is recalled is about something else
+            others = said if turn.kind == "not_told" else [s for s in said if not _answers(turn, s)]
+            notes = [n for n in notes if n in others]
+            look_alike = _most_like(turn.text, others)
+            notes = notes + [look_alike] if look_alike else notes or rng.sample(others, min(1, len(others)))
             reply, kind = rng.choice(NOT_TOLD), "not_told"
         elif turn.text in CHIT_CHAT:
             reply, kind = reply_of(turn.text), "distilled"
@@ -240,6 +248,18 @@ def breadth_examples(conversation: Conversation, system_prompt: str, rng: random
             said.extend(s for s in split_sentences(turn.text) if s not in said and not is_question(s))
         history.append((turn.text, reply))
     return out
+
+
+def _answers(turn: Turn, sentence: str) -> bool:
+    """Whether `sentence` holds a value a taught question asks for: its answer, or one it replaced."""
+    return any(v.lower() in sentence.lower() for v in turn.expect + turn.stale if v)
+
+
+def _most_like(question: str, sentences: list[str]) -> str | None:
+    """The first of `sentences` sharing the most topic words with `question`; None when none shares one."""
+    asked = set(topic_words(question))
+    best = max(sentences, key=lambda s: len(asked & set(topic_words(s))), default=None)
+    return best if best is not None and asked & set(topic_words(best)) else None
 
 
 def _answering_sentence(turn: Turn, said: list[str]) -> str:
