@@ -93,36 +93,51 @@ def restated(statement: str, correction: str, common: Callable[[str], bool]) -> 
 
 
 def correct_notes(notes: Sequence[str], note_engrams: Sequence[int | None], later: Callable[[str, int], list[Engram]],
-                  common: Callable[[str], bool], *, limit: int = 8) -> tuple[list[str], list[list[str]]]:
+                  common: Callable[[str], bool], *, next_sentence: Callable[[Engram], str] = lambda e: "",
+                  limit: int = 8) -> tuple[list[str], list[list[str]]]:
     """Each note as the user's later corrections restate it (`restated`), one after another
     in the order they were said (a correction of the correction too), and the corrections
     applied to each (at most `limit` a note).
 
     later(note, engram id): the user's statements newer than that engram that mention a
-    value word of `note`, oldest first.
+    value word of `note`, oldest first. next_sentence(engram): the sentence after it in the
+    same message, "" if none: a sentence that only quotes the old value ("Wait, 7731 was
+    wrong.") corrects with it ("It's 4471.").
     """
     out, applied = [], []
     for note, since in zip(notes, note_engrams):
         used: list[str] = []
         while since is not None and len(used) < limit:
-            found = _first_correction(note, later(note, since), common)
+            found = _first_correction(note, later(note, since), common, next_sentence)
             if found is None:
                 break
-            correction, note = found
+            correction, text, note = found
             since = correction.id
-            used.append(correction.text)
+            used.append(text)
         out.append(note)
         applied.append(used)
     return out, applied
 
 
-def _first_correction(note: str, statements: list[Engram], common: Callable[[str], bool]) -> tuple[Engram, str] | None:
-    """The first of `statements` that corrects `note`, and the note it makes."""
+def _first_correction(note: str, statements: list[Engram], common: Callable[[str], bool],
+                      next_sentence: Callable[[Engram], str]) -> tuple[Engram, str, str] | None:
+    """The first of `statements` that corrects `note`: it, the words that correct (the
+    statement, or it and the next sentence of its message), and the note they make."""
     for statement in statements:
-        fixed = restated(note, statement.text or "", common)
+        text = statement.text or ""
+        fixed = restated(note, text, common)
+        if fixed is None and _only_quotes(text, note, common) and (following := next_sentence(statement)):
+            text = f"{text} {following}"
+            fixed = restated(note, text, common)
         if fixed is not None and fixed != note:
-            return statement, fixed
+            return statement, text, fixed
     return None
+
+
+def _only_quotes(text: str, note: str, common: Callable[[str], bool]) -> bool:
+    """Whether `text` names values and every one of them is a value `note` holds."""
+    values, held = value_words(text, common), mentioned_words(note)
+    return bool(values) and all(v.lower() in held for v in values)
 
 
 def without_names(text: str, cues: Sequence[str]) -> str:

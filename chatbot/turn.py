@@ -217,7 +217,7 @@ class Turn:
         if self.cfg.chat.quoted_corrections and self.memories.memoria is not None:
             state.notes, state.note_corrections = correct_notes(
                 state.notes, state.note_engrams, lambda note, since: self._later_statements(state.user, note, since),
-                self.memories.common_word)
+                self.memories.common_word, next_sentence=lambda e: self._next_sentence(state.user, e))
         state.reply.memory = self._contribution(state)
 
     def _later_statements(self, user: str, note: str, since: int) -> list[Engram]:
@@ -226,6 +226,14 @@ class Turn:
         values = [w.lower() for w in value_words(note, self.memories.common_word)]
         ids = [i for i in memoria.mentioning(values, user=user, limit=self.cfg.chat.cue_limit) if i > since]
         return [e for e in sorted(memoria.engrams(user, ids), key=lambda e: e.id) if e.text and not is_question(e.text)]
+
+    def _next_sentence(self, user: str, engram: Engram) -> str:
+        """The statement after `engram` in the same message ("" if none): a message's sentences get consecutive ids."""
+        try:
+            (after,) = self.memories.memoria.engrams(user, [engram.id + 1])
+        except ValueError:  # forgotten, or not yet written
+            return ""
+        return after.text if after.turn == engram.turn and after.text and not is_question(after.text) else ""
 
     def generate(self, state: TurnState) -> Iterator[Reply]:
         """Stream the reply from the prompt with the notes (and the reads as a soft prefix when on)."""

@@ -190,6 +190,26 @@ def test_notes_follow_their_corrections_in_order():
     assert applied == [["Correction: 4471, not 7731.", "Oops, not 4471, it's 4480."], []]
 
 
+def test_a_sentence_that_only_quotes_the_old_value_corrects_with_the_next_sentence_of_its_message():
+    texts = [(0, "The boiler code is 7731."), (1, "Wait, 7731 was wrong."), (1, "It's 4471."),
+             (2, "The gate code 1200 is wrong."), (3, "It is 5555.")]
+    said = [Engram(id=i, type=EngramType.SHORTTERM, text=t, turn=turn, lifespan=1.0, age=0, fire_count=0, links={})
+            for i, (turn, t) in enumerate(texts)]
+
+    def later(note, since):
+        return [e for e in said if e.id > since and set(value_words(note, COMMON)) & set(value_words(e.text, COMMON))]
+
+    def next_sentence(e):
+        after = said[e.id + 1] if e.id + 1 < len(said) else None
+        return after.text if after is not None and after.turn == e.turn else ""
+
+    notes, applied = correct_notes(["The boiler code is 7731.", "The gate code is 1200."], [0, 0], later, COMMON,
+                                   next_sentence=next_sentence)
+    assert notes == ["The boiler code is 4471.", "The gate code is 1200."]  # the next message is not the sentence's own
+    assert applied == [["Wait, 7731 was wrong. It's 4471."], []]
+    assert correct_notes(["The boiler code is 7731."], [0], later, COMMON)[0] == ["The boiler code is 7731."]
+
+
 def test_the_agent_answers_from_the_note_as_a_later_message_corrected_it(tmp_path, tiny_controller):
     from .conftest import make_agent
 
@@ -203,6 +223,10 @@ def test_the_agent_answers_from_the_note_as_a_later_message_corrected_it(tmp_pat
     from ui.memory_tab import memory_markdown
 
     assert f"- {fixed[0]}\n  - as corrected by: Correction: 4471, not 7731." in memory_markdown(reply.memory)
+    agent.chat("ann", "The gate code is 1200.")
+    agent.chat("ann", "Wait, 1200 was wrong. It's 5521.")
+    gate = list(agent.chat_stream("ann", "What is the gate code?"))[-1]
+    assert "The gate code is 5521." in gate.memory["notes"]
     other = list(agent.chat_stream("bob", "What is the boiler code?"))[-1]  # another user's corrections are not theirs
     assert not other.memory.get("corrected")
     agent.close()
