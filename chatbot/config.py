@@ -63,7 +63,7 @@ class ModelConfig:
     cache_dir: str = "data/models"  # the GGUF is converted once to safetensors here, one folder per model
     dtype: str = "float32"  # torch dtype the weights are kept in
     # LoRA merged in at load (train_meta.py, stage adapter): the plain 135M model reads facts from its prompt poorly
-    adapter: str = "checkpoints/answer_lora.pt"
+    adapter: str = "checkpoints/answer_lora_breadth.pt"
     threads: int = 0  # CPU threads of the model's own thread (every other thread runs on one); 0 = every core
     tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
 
