@@ -119,29 +119,6 @@ def correct_notes(notes: Sequence[str], note_engrams: Sequence[int | None], late
     return out, applied
 
 
-def note_origins(notes: Sequence[str], note_engrams: Sequence[int | None], earlier: Callable[[str, int], list[Engram]],
-                 common: Callable[[str], bool]) -> tuple[list[str], list[int | None]]:
-    """The notes, each that is itself a correction ("It's 12.8 kg now, not 110.9 kg.")
-    replaced by the statement it corrects ("My weight goal is 110.9 kg."), and their
-    engrams: `correct_notes` then restates that statement with it, since a correction
-    alone seldom says what it is about. A statement already among them is not repeated.
-
-    earlier(note, engram id): the user's statements older than that engram that mention a
-    value word of `note`, newest first.
-    """
-    out: list[str] = []
-    ids: list[int | None] = []
-    for note, engram in zip(notes, note_engrams):
-        origin = None if engram is None else next(
-            (e for e in earlier(note, engram) if restated(e.text or "", note, common) not in (None, e.text)), None)
-        if origin is not None:
-            note, engram = origin.text or "", origin.id
-        if engram is None or engram not in ids:
-            out.append(note)
-            ids.append(engram)
-    return out, ids
-
-
 def _first_correction(note: str, statements: list[Engram], common: Callable[[str], bool],
                       next_sentence: Callable[[Engram], str]) -> tuple[Engram, str, str] | None:
     """The first of `statements` that corrects `note`: it, the words that correct (the

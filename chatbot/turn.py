@@ -38,7 +38,7 @@ from .config import Config
 from .controller import Controller, Generation
 from .forget import ForgetRequest, forget_request
 from .memories import Memories
-from .notes import answer_words, choose_notes, correct_notes, cue_words, cued_engrams, note_origins, unnamed_closeness, value_words
+from .notes import answer_words, choose_notes, correct_notes, cue_words, cued_engrams, unnamed_closeness, value_words
 from .prompt import NOTES_HEADER, chat_messages
 
 # The stages whose time is the memory's cost (the rest: vocabulary, generation, saving).
@@ -215,21 +215,16 @@ class Turn:
                 state.note_engrams = [None] * len(state.notes)
                 retrieval.add(state.user, [t for t in state.sentences if not is_question(t)])
         if self.cfg.chat.quoted_corrections and self.memories.memoria is not None:
-            common = self.memories.common_word
-            state.notes, state.note_engrams = note_origins(
-                state.notes, state.note_engrams,
-                lambda note, until: [e for e in reversed(self._statements_mentioning(state.user, note)) if e.id < until], common)
             state.notes, state.note_corrections = correct_notes(
-                state.notes, state.note_engrams,
-                lambda note, since: [e for e in self._statements_mentioning(state.user, note) if e.id > since],
-                common, next_sentence=lambda e: self._next_sentence(state.user, e))
+                state.notes, state.note_engrams, lambda note, since: self._later_statements(state.user, note, since),
+                self.memories.common_word, next_sentence=lambda e: self._next_sentence(state.user, e))
         state.reply.memory = self._contribution(state)
 
-    def _statements_mentioning(self, user: str, note: str) -> list[Engram]:
-        """The user's statements that mention a value word of `note` (at most `cue_limit`), oldest first."""
+    def _later_statements(self, user: str, note: str, since: int) -> list[Engram]:
+        """The user's statements after engram `since` that mention a value word of `note`, oldest first."""
         memoria = self.memories.memoria
         values = [w.lower() for w in value_words(note, self.memories.common_word)]
-        ids = memoria.mentioning(values, user=user, limit=self.cfg.chat.cue_limit)
+        ids = [i for i in memoria.mentioning(values, user=user, limit=self.cfg.chat.cue_limit) if i > since]
         return [e for e in sorted(memoria.engrams(user, ids), key=lambda e: e.id) if e.text and not is_question(e.text)]
 
     def _next_sentence(self, user: str, engram: Engram) -> str:

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from chatbot.config import ChatConfig
-from chatbot.notes import (answer_words, choose_notes, correct_notes, cue_words, note_origins, names_in, rank_notes, restated, value_words,
+from chatbot.notes import (answer_words, choose_notes, correct_notes, cue_words, names_in, rank_notes, restated, value_words,
                            without_names)
 from memory.engram_state import Engram, EngramType
 from text import topic_words
@@ -208,24 +208,6 @@ def test_a_sentence_that_only_quotes_the_old_value_corrects_with_the_next_senten
     assert notes == ["The boiler code is 4471.", "The gate code is 1200."]  # the next message is not the sentence's own
     assert applied == [["Wait, 7731 was wrong. It's 4471."], []]
     assert correct_notes(["The boiler code is 7731."], [0], later, COMMON)[0] == ["The boiler code is 7731."]
-
-
-def test_a_note_that_is_a_correction_becomes_the_statement_it_corrects():
-    said = [Engram(id=i, type=EngramType.SHORTTERM, text=t, turn=i, lifespan=1.0, age=0, fire_count=0, links={}) for i, t in
-            enumerate(["My weight goal is 110.9 kg.", "The tank holds 84 litres.", "It's 12.8 kg now, not 110.9 kg.",
-                       "The tank is now 90 litres."])]
-
-    def earlier(note, until):
-        return [e for e in reversed(said) if e.id < until and set(value_words(note, COMMON)) & set(value_words(e.text, COMMON))]
-
-    notes, ids = note_origins([said[2].text, said[3].text, said[0].text], [2, 3, 0], earlier, COMMON)
-    assert notes == ["My weight goal is 110.9 kg.", "The tank is now 90 litres."]  # no old value quoted: kept as it is
-    assert ids == [0, 3]
-
-    def later(note, since):
-        return [e for e in said if e.id > since and set(value_words(note, COMMON)) & set(value_words(e.text, COMMON))]
-
-    assert correct_notes(notes, ids, later, COMMON)[0] == ["My weight goal is 12.8 kg.", "The tank is now 90 litres."]
 
 
 def test_the_agent_answers_from_the_note_as_a_later_message_corrected_it(tmp_path, tiny_controller):
