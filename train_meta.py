@@ -18,7 +18,12 @@ Stage "adapter": LoRA weights on the controller's upper layers, trained to answe
 from memory notes laid out as the agent lays them out (training/adapter_data.py), scored
 afterwards on the validation split.
 
-Both stages share the loop: gradient accumulation, mixed precision on GPU, resume
+Stage "answerable": the not-told probe (chatbot/answerable.py), a logistic read of the
+app's model's state at the prompt's last position, fitted on generated train prompts
+whose notes answer the question or not; its layer, penalty and threshold are chosen
+on the validation split (training/answerable.py).
+
+The first two stages share the loop: gradient accumulation, mixed precision on GPU, resume
 from the newest state under `output_dir/checkpoints/` (accelerate's save_state:
 model, optimizer, scheduler, RNG, progress), tqdm on the main process, metrics in
 `output_dir/metrics.csv`, the trained weights in `export_path`.
@@ -154,7 +159,7 @@ def adapter_stage(cfg: TrainingConfig, accelerator: Accelerator) -> Stage:
     if at.from_layer < cfg.interface.feature_layer:
         raise SystemExit(f"adapter.from_layer {at.from_layer} would change the memory's features (layer {cfg.interface.feature_layer})")
     model_cfg = cfg.model
-    model_cfg.adapter = ""  # trained from the plain model
+    model_cfg.adapter = model_cfg.not_told_probe = ""  # trained from the plain model (the probe reads the adapted one)
     controller = Controller.from_config(model_cfg)
     tokenizer = controller.tokenizer
     # transformers' generate: the lean decoder would re-view the weights as fused matrices, which accelerate's
@@ -277,6 +282,57 @@ def score_adapter(model: nn.Module, controller: Controller, cfg: TrainingConfig,
 # ---- the shared loop ------------------------------------------------------------------------
 
 
+# ---- stage "answerable" ---------------------------------------------------------------------
+
+
+def answerable_stage(cfg: TrainingConfig, config_path: str) -> dict:
+    """Fit the not-told probe on the app's model (adapter merged): states of train prompts, then the
+    layer, penalty and threshold with the best validation figures; writes it to `export_path`."""
+    from chatbot.answerable import AnswerProbe, file_digest
+    from training.answerable import auroc, fit_logistic, last_states, probe_examples
+
+    mt, at = cfg.meta_train, cfg.meta_train.answerable
+    started = time.perf_counter()
+    controller = Controller.from_config(cfg.model)
+    names = Path(mt.data_dir) / "names" / "names.txt"
+    data = {}
+    for split, dialogues, conversations in (("train", at.dialogues, at.conversations),
+                                            ("val", at.val_dialogues, at.val_conversations)):
+        examples = probe_examples(split, names, cfg.chat.system_prompt, dialogues=dialogues, conversations=conversations,
+                                  seed=mt.seed + (split == "val"), not_told_rate=at.not_told_rate,
+                                  other_fact_share=at.other_fact_share, general_share=at.general_share)
+        prompts = (controller.chat_ids(e.messages) for e in tqdm(examples, desc=f"states {split}"))
+        data[split] = (last_states(controller.model, prompts), torch.tensor([e.kind == "not_told" for e in examples]),
+                       torch.tensor([e.kind == "distilled" for e in examples]))
+    (x, y, _), (vx, vy, chat) = data["train"], data["val"]
+    best = None
+    for layer in (int(v) for v in at.layers.split(",")):
+        for l2 in (float(v) for v in at.l2.split(",")):
+            mean, scale, weight, bias = fit_logistic(x[:, layer], y, l2)
+            scores = torch.sigmoid(((vx[:, layer] - mean) / scale) @ weight + bias)
+            area = auroc(vy, scores)
+            print(f"layer {layer} l2 {l2}: val AUROC {area:.4f}")
+            if best is None or area > best[0]:
+                best = area, layer, l2, mean, scale, weight, bias, scores
+    area, layer, l2, mean, scale, weight, bias, scores = best
+    # the threshold with the best balanced accuracy on validation: as many never-answered caught as answered kept
+    candidates = sorted(set(scores.tolist()))
+    balanced = [(float((scores[vy] > t).float().mean() + (scores[~vy] <= t).float().mean()) / 2, t) for t in candidates]
+    accuracy, threshold = max(balanced)
+    probe = AnswerProbe(layer=layer, mean=mean, scale=scale, weight=weight, bias=bias, threshold=threshold,
+                        model=model_tag(cfg.model), adapter=file_digest(cfg.model.adapter))
+    probe.save(mt.export_path)
+    return {
+        "config": config_path, "stage": "answerable", "train_prompts": len(y), "val_prompts": len(vy),
+        "layer": layer, "l2": l2, "threshold": round(threshold, 4), "val_auroc": round(area, 4),
+        "val_balanced_accuracy": round(accuracy, 4),
+        "val_not_told_caught": round(float((scores[vy] > threshold).float().mean()), 4),
+        "val_answerable_kept": round(float((scores[~vy & ~chat] <= threshold).float().mean()), 4),
+        "val_chat_kept": round(float((scores[chat] <= threshold).float().mean()), 4),  # chit-chat and general questions
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+
+
 class Progress:
     """Optimizer steps done, saved with accelerate's state so a resumed run continues the count."""
 
@@ -302,11 +358,14 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     cfg = load_training_config(args.config)
     mt = cfg.meta_train
-    if mt.stage not in ("memory", "adapter"):
-        raise SystemExit(f"{args.config}: meta_train.stage must be memory or adapter, got {mt.stage!r}")
+    if mt.stage not in ("memory", "adapter", "answerable"):
+        raise SystemExit(f"{args.config}: meta_train.stage must be memory, adapter or answerable, got {mt.stage!r}")
     if args.steps is not None:
         mt.steps = args.steps
     torch.set_num_threads(mt.threads)
+    if mt.stage == "answerable":  # a closed-form fit on frozen states: no optimizer loop to share
+        print(json.dumps({"exported": mt.export_path, **answerable_stage(cfg, args.config)}))
+        return
     unused = mt.stage == "memory" and (not cfg.neural_memory.enabled or not mt.losses.match)
     accelerator = Accelerator(
         # on a machine without a GPU, several launched processes form a CPU (gloo) group

@@ -35,6 +35,8 @@ fact's latest value (case-insensitive). The systems differ only in their config:
   full_base_replies  the full system with replies held to base pieces, never the
                 vocabulary's added tokens (generation.reply_added_tokens off)
   full_unnamed_base_replies  full_unnamed and full_base_replies together
+  full_no_not_told_probe  the full system whose replies never become "not told" by the not-told
+                probe (generation.not_told_above 1.0: it still reads, so the turn costs the same)
 
 Also measured: accuracy after a restart between teaching and asking (a new Agent
 on the same SQLite file), the share of questions whose teaching sentence was in the
@@ -102,6 +104,7 @@ SYSTEMS = {
     "full_base_replies": {"generation.reply_added_tokens": False},
     "full_unnamed_base_replies": {"chat.note_recency_margin": 0.1, "chat.note_unnamed_closeness": True,
                                   "generation.reply_added_tokens": False},
+    "full_no_not_told_probe": {"generation.not_told_above": 1.0},
 }
 NAMES_FILE = ROOT.parent / "shared" / "data" / "names" / "names.txt"
 SIZES = (10, 50, 200)
@@ -125,7 +128,8 @@ def run_frozen(make_agent, conversations: list[Conversation], name: str, prefix:
                 continue
             reply = say(agent, user, turn.text)
             replies.append({"user": user, "text": turn.text, "reply": reply.text, "notes": reply.memory.get("notes", []),
-                            "kind": turn.kind, "expect": list(turn.expect), "source": turn.source})
+                            "kind": turn.kind, "expect": list(turn.expect), "source": turn.source,
+                            "not_told": reply.memory.get("not_told")})
             if turn.kind:
                 # a correction that restated a note was read through it
                 read = reply.memory.get("notes", []) + [c for cs in reply.memory.get("corrected", {}).values() for c in cs]
@@ -187,7 +191,8 @@ def run_dialogue(make_agent, episode: Episode, user: str, *, restart: bool, tall
                 agent = make_agent()
         text = step.text.lower() if lowercase and step.is_question else step.text
         reply = say(agent, user, text)
-        tally["replies"].append({"user": user, "text": text, "reply": reply.text})
+        tally["replies"].append({"user": user, "text": text, "reply": reply.text, "not_told": reply.memory.get("not_told"),
+                                 "kind": ("corrected" if step.tag == "corrected" else "recall") if step.is_question else ""})
         for stage, seconds in reply.seconds.items():
             tally["seconds"][stage] = tally["seconds"].get(stage, 0.0) + seconds
         tally["turns"] += 1
@@ -200,8 +205,10 @@ def run_dialogue(make_agent, episode: Episode, user: str, *, restart: bool, tall
             })
     values = [s.fact.value.lower() for s in episode.steps if s.fact]
     for text in untold:
-        reply = say(agent, user, text).text
-        tally["replies"].append({"user": user, "text": text, "reply": reply})
+        said = say(agent, user, text)
+        reply = said.text
+        tally["replies"].append({"user": user, "text": text, "reply": reply, "not_told": said.memory.get("not_told"),
+                                 "kind": "not_told"})
         claims = any(v in reply.lower() for v in values)
         tally["untold"].append({"wrong": claims, "not_told": not claims and bool(NOT_TOLD.search(reply))})
     agent.close()

@@ -64,6 +64,9 @@ class ModelConfig:
     dtype: str = "float32"  # torch dtype the weights are kept in
     # LoRA merged in at load (train_meta.py, stage adapter): the plain 135M model reads facts from its prompt poorly
     adapter: str = "checkpoints/answer_lora_breadth.pt"
+    # logistic read of the prompt's last state: whether any note answers a question (train_meta.py, stage answerable);
+    # trained for this model and adapter; "" = off
+    not_told_probe: str = "checkpoints/not_told_probe.pt"
     threads: int = 0  # CPU threads of the model's own thread (every other thread runs on one); 0 = every core
     tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
 
@@ -88,9 +91,15 @@ class GenerationConfig:
     decode_weights: Literal["float32", "int8"] = "float32"
     # keys and values of each user's last prompt and reply, kept so their next turn prefills only what is new; 0 = off
     prefix_cache_mb: int = 512
+    # a question's reply is "not told" when the not-told probe (model.not_told_probe) gives no note answering it more
+    # than this probability (lean path only): 0.35 lost fewer answerable questions in chat than the probe's own 0.28
+    # (set on prompts built for it) and caught as many never-taught ones; None = the probe's, 1.0 = scored, never forced
+    not_told_above: float | None = 0.35
 
     def __post_init__(self) -> None:
         at_least(self, max_new_tokens=1, prefix_cache_mb=0)
+        if self.not_told_above is not None and not 0.0 <= self.not_told_above <= 1.0:
+            raise OutOfRange("not_told_above", f"must be a probability (0 to 1) or null, got {self.not_told_above!r}")
 
 
 @dataclass

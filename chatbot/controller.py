@@ -45,7 +45,9 @@ from . import lean_llama
 from .config import GenerationConfig, ModelConfig
 from .kv_cache import UserCaches
 from .lean_llama import LeanLlama
-from .loading import LoadReport, load_model
+from .answerable import AnswerProbe, file_digest
+from .loading import LoadReport, load_model, model_tag
+from .prompt import NOT_TOLD_REPLIES
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -65,6 +67,8 @@ class Generation:
     first_token_seconds: float = 0.0  # from the call until the first new token is known
     attention_seconds: float = 0.0  # transformers' path only: the extra pass that measures span attention
     path: str = ""  # "lean" or "transformers"
+    not_told_probability: float | None = None  # the not-told probe's P(no note answers the question); None: not scored
+    not_told: bool = False  # the reply is the adapter's "not told", chosen by that probability
 
 
 class _Cancelled(StoppingCriteria):
@@ -103,6 +107,7 @@ class Controller:
                                 key=len, reverse=True)
         self._lean: LeanLlama | None = None  # built on the first lean generation (it re-views the model's weights)
         self._caches = UserCaches(0)
+        self.probe: AnswerProbe | None = None  # whether any note answers a question (chatbot/answerable.py)
         eos = model.generation_config.eos_token_id
         self._eos = set(eos if isinstance(eos, list) else [tokenizer.eos_token_id if eos is None else eos])
 
@@ -115,6 +120,8 @@ class Controller:
         model, tokenizer, report = load_model(cfg)
         controller = cls(model, tokenizer, cfg.threads)
         controller.load_report = report
+        controller.probe = AnswerProbe.load(cfg.not_told_probe, model=model_tag(cfg), adapter=file_digest(cfg.adapter),
+                                            hidden_size=controller.hidden_size) if cfg.not_told_probe else None
         return controller
 
     @property
@@ -289,8 +296,9 @@ class Controller:
 
     def _lean_generate(self, lean: LeanLlama, inputs: dict, gen: GenerationConfig, processors: LogitsProcessorList,
                        streamer: TextIteratorStreamer, cancel: threading.Event, spans: list[tuple[int, int]],
-                       user: str, report: Generation, started: float) -> None:
-        """Prefill what `user`'s cache lacks of the prompt, then decode token by token into `streamer`."""
+                       user: str, report: Generation, started: float, asks: bool) -> None:
+        """Prefill what `user`'s cache lacks of the prompt, then decode token by token into `streamer`; when the
+        message `asks`, above the not-told probe's threshold the reply is the adapter's "not told" (fed as decoded)."""
         embeds = inputs.get("inputs_embeds")
         prompt = inputs["input_ids"][0] if embeds is None else None
         length = prompt.shape[0] if embeds is None else embeds.shape[1]
@@ -304,22 +312,33 @@ class Controller:
         else:
             cache = lean.new_cache(length + gen.max_new_tokens + 1)
         streamer.put(prompt[None] if embeds is None else torch.zeros(1, 0, dtype=torch.long))
-        logits = lean.forward(cache, ids=prompt[reused:]) if embeds is None else lean.forward(cache, embeds=embeds[0])
+        probe = self.probe if asks and embeds is None else None  # a soft prefix is not what it was fitted on
+        logits = (lean.forward(cache, ids=prompt[reused:], state_after=probe.layer if probe else None) if embeds is None
+                  else lean.forward(cache, embeds=embeds[0]))
+        forced: list[int] = []
+        if probe is not None:
+            report.not_told_probability = probe.not_answered(lean.state)
+            if report.not_told_probability > (probe.threshold if gen.not_told_above is None else gen.not_told_above):
+                said = self.tokenizer(NOT_TOLD_REPLIES[0], add_special_tokens=False)["input_ids"]
+                forced, report.not_told = self._reply_ids(said, gen, user), True
         report.first_token_seconds = time.perf_counter() - started
         mass = torch.zeros(length + gen.max_new_tokens + 1) if spans else None
         # what the logits processors see: the prompt's ids, as in generate (none after a soft prefix)
         seen = prompt[None].clone() if embeds is None else torch.zeros(1, 0, dtype=torch.long)
         fed, int8 = 0, gen.decode_weights == "int8"
-        for _ in range(gen.max_new_tokens):
+        for step in range(gen.max_new_tokens):
             scores = processors(seen, logits[None])
-            if gen.do_sample:
+            if forced:
+                token = forced[step]
+            elif gen.do_sample:
                 token = int(torch.multinomial(torch.softmax(scores[0], dim=-1), 1))
             else:
                 token = int(scores[0].argmax())
             seen = torch.cat([seen, torch.tensor([[token]])], dim=1)
             streamer.put(torch.tensor([token]))
             report.new_tokens += 1
-            if token in self._eos or cancel.is_set() or report.new_tokens == gen.max_new_tokens:
+            if (token in self._eos or cancel.is_set() or report.new_tokens == gen.max_new_tokens
+                    or (forced and step == len(forced) - 1)):
                 break
             logits = lean.forward(cache, ids=torch.tensor([token]), int8=int8, attention_mass=mass)
             fed += 1
@@ -346,6 +365,7 @@ class Controller:
         notes: Sequence[str] = (),
         answer_words: Sequence[str] = (),
         user: str = "",
+        asks: bool = False,
     ) -> Iterator[str]:
         """Stream the reply to `input_ids` as text pieces, stopping at EOS.
 
@@ -362,6 +382,7 @@ class Controller:
             answer_words: words of the notes a reply answering from them would hold (`note_bias`).
             user: whose reply it is: the prompt is merged into their grown tokens, and the
                 reply may emit those and never another user's (`barred_ids`).
+            asks: the message asks something: the not-told probe may make the reply "not told" (lean path).
         """
         gen = gen or GenerationConfig()
         report = report if report is not None else Generation()
@@ -396,7 +417,7 @@ class Controller:
                     report.path = "lean" if lean is not None else "transformers"
                     if lean is not None:
                         processors = self._processors(gen, bias, barred)
-                        self._lean_generate(lean, inputs, gen, processors, streamer, cancel, moved, user, report, started)
+                        self._lean_generate(lean, inputs, gen, processors, streamer, cancel, moved, user, report, started, asks)
                     else:
                         kwargs.update(inputs)
                         if bias:

@@ -84,6 +84,7 @@ class LeanLlama:
         self.layers = [_Layer(block) for block in decoder.layers]
         self.final_norm = decoder.norm.weight
         self.head_int8: tuple[torch.Tensor, torch.Tensor] | None = None  # made on the first int8 step
+        self.state: torch.Tensor | None = None  # [H], kept by forward(state_after=...)
         # The model's own rotary module, so cos/sin are bit-identical to its forward.
         positions = torch.arange(c.max_position_embeddings)[None]
         cos, sin = decoder.rotary_emb(torch.zeros(1, dtype=torch.float32), positions)
@@ -94,7 +95,8 @@ class LeanLlama:
 
     @torch.inference_mode()
     def forward(self, cache: KVCache, *, ids: torch.Tensor | None = None, embeds: torch.Tensor | None = None,
-                int8: bool = False, attention_mass: torch.Tensor | None = None, logits: bool = True) -> torch.Tensor | None:
+                int8: bool = False, attention_mass: torch.Tensor | None = None, logits: bool = True,
+                state_after: int | None = None) -> torch.Tensor | None:
         """Feed T new positions after `cache.length`; they join the cache.
 
         ids: [T] model token ids, or embeds: [T, H] input embeddings (a soft prefix).
@@ -102,6 +104,8 @@ class LeanLlama:
         attention_mass: [>= length + T] float32; with T == 1, the new position's attention
             weights, summed over layers and heads, are added to its first length + 1 entries.
         logits: False skips the output layer (a position fed only for its attention).
+        state_after: keep the last new position's hidden state after this many layers in
+            `self.state` ([H]; as transformers' hidden_states[state_after], the last normed).
         Returns: [V] float32 logits of the last new position (base and grown rows), or None.
         """
         embedding = self.model.get_input_embeddings().weight
@@ -115,11 +119,15 @@ class LeanLlama:
         quantized = steps == 1 and int8
         if quantized and self.head_int8 is None:
             self._quantize()
+        if state_after == 0:
+            self.state = x[-1].clone()
         for index, layer in enumerate(self.layers):
             h = self._attention(layer, index, _rms(x, layer.in_norm, self.eps), cache, start, cos, sin, quantized, attention_mass)
             x = x + h
             gate, up = self._matmul(_rms(x, layer.post_norm, self.eps), layer, "gate_up", quantized).chunk(2, dim=-1)
             x = x + self._matmul(F.silu(gate) * up, layer, "down", quantized)
+            if state_after == index + 1:
+                self.state = x[-1].clone() if state_after < len(self.layers) else _rms(x[-1], self.final_norm, self.eps)
         cache.length = end
         new_ids = ids.tolist() if embeds is None else [-1] * steps
         cache.ids.extend(new_ids)

@@ -246,9 +246,12 @@ class Turn:
             for piece in self.controller.generate(ids, soft_prefix=prefix, gen=self.cfg.generation, spans=spans,
                                                   report=state.generation, notes=state.notes,
                                                   answer_words=answer_words(state.text, state.notes, state.cues, state.topic),
-                                                  user=state.user):
+                                                  user=state.user, asks=any(map(is_question, state.sentences))):
                 state.reply.text += piece
                 yield state.reply
+        if state.generation.not_told_probability is not None:
+            state.reply.memory["not_told"] = {"probability": round(state.generation.not_told_probability, 4),
+                                              "replied": state.generation.not_told}
         state.seconds["generate"] -= state.generation.attention_seconds
         state.seconds["attention"] = state.generation.attention_seconds
 

@@ -86,7 +86,7 @@ def test_broken_yaml_and_missing_file(config_copy, tmp_path):
         load_config(config_copy("- a list\n"))
 
 
-@pytest.mark.parametrize("name", ["meta_tiny", "meta_chat", "meta_babi", "adapter"])
+@pytest.mark.parametrize("name", ["meta_tiny", "meta_chat", "meta_babi", "adapter", "adapter_breadth", "not_told_probe"])
 def test_shipped_training_configs_load(name):
     cfg = load_training_config(ROOT / "configs" / f"{name}.yaml")
     assert isinstance(cfg, TrainingConfig) and isinstance(cfg, Config)  # the chatbot's settings and how to train them

@@ -130,7 +130,8 @@ def test_local_model_dir_loads(tmp_path, tiny_controller):
     directory = tmp_path / "model"
     tiny_controller.model.save_pretrained(directory)
     tiny_controller.tokenizer.save_pretrained(directory)
-    local = Controller.from_config(ModelConfig(source="local", path=str(directory), adapter=""))  # the shipped LoRA fits SmolLM2 only
+    # the shipped LoRA and the probe fit SmolLM2 only
+    local = Controller.from_config(ModelConfig(source="local", path=str(directory), adapter="", not_told_probe=""))
     assert local.load_report.source == "local"
     ids = prompt(local)
     assert "".join(local.generate(ids, gen=GREEDY)) == "".join(tiny_controller.generate(ids, gen=GREEDY))

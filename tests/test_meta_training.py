@@ -285,3 +285,24 @@ def test_adapter_stage_trains_exports_and_the_controller_merges_it(tiny_meta_con
     # the first run distilled the base model's replies; its saved state must still load
     out = run([sys.executable, str(ROOT / "train_meta.py"), "--config", str(config), "--steps", "3"], tmp_path)
     assert "resumed from" in out and json.loads(out.strip().splitlines()[-1])["steps"] == 3
+
+
+def test_answerable_stage_fits_a_probe_the_controller_loads(tiny_meta_config, tmp_path):
+    text = tiny_meta_config.read_text().replace("meta_train:\n", "meta_train:\n  stage: answerable\n  answerable:\n"
+        "    dialogues: 4\n    conversations: 1\n    val_dialogues: 3\n    val_conversations: 1\n"
+        "    layers: \"1,2\"\n    l2: \"0.1,1.0\"\n")
+    text = text.replace(f"export_path: {tmp_path / 'mnm.pt'}", f"export_path: {tmp_path / 'probe.pt'}")
+    config = tmp_path / "probe.yaml"
+    config.write_text(text)
+    out = run([sys.executable, str(ROOT / "train_meta.py"), "--config", str(config)], tmp_path)
+    record = json.loads(out.strip().splitlines()[-1])
+    assert record["stage"] == "answerable" and record["layer"] in (1, 2) and record["l2"] in (0.1, 1.0)
+    assert 0.0 <= record["val_auroc"] <= 1.0 and record["train_prompts"] > record["val_prompts"] > 0
+
+    from chatbot import Controller
+    from training.config import load_training_config
+
+    cfg = load_training_config(config).model
+    cfg.not_told_probe = str(tmp_path / "probe.pt")
+    probe = Controller.from_config(cfg).probe
+    assert probe.layer == record["layer"] and probe.threshold == pytest.approx(record["threshold"], abs=1e-4)

@@ -36,7 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from chatbot.prompt import chat_messages
+from chatbot.prompt import NOT_TOLD_REPLIES, chat_messages
 
 from text import is_question, split_sentences, topic_words
 
@@ -87,7 +87,7 @@ EXTRA_ASK = {
         "Do you remember the code to {s}'s locker?", "What digits open {s}'s locker?", "{s}'s locker code is what?",
     ],
 }
-NOT_TOLD = ["I'm sorry, I don't remember you telling me that.", "You haven't told me that yet, as far as I remember."]
+NOT_TOLD = list(NOT_TOLD_REPLIES)
 # General questions: the first GENERAL_TRAIN are distilled in training, the rest held out.
 GENERAL = [
     "What is the capital of France?", "How many days are in a week?", "What color is the sky on a clear day?",

@@ -38,6 +38,21 @@ class AdapterTrainConfig:
 
 
 @dataclass
+class AnswerableTrainConfig:
+    """The not-told probe (chatbot/answerable.py): prompts to read states from, candidates kept by validation AUROC."""
+
+    dialogues: int = 150  # generated train-split teach-and-recall dialogues whose questions become examples
+    conversations: int = 60  # broad generated train-split conversations (training/breadth.py) likewise
+    val_dialogues: int = 40  # the same from the val split, to choose the layer and penalty on
+    val_conversations: int = 20
+    not_told_rate: float = 0.3  # share of answerable questions shown without their answer (label: not told)
+    other_fact_share: float = 0.5  # share of those, in dialogues, shown another fact of the asked person instead
+    general_share: float = 0.1  # general-knowledge questions among unrelated notes, as this share of the examples (label: answerable)
+    layers: str = "20,25,30"  # candidate states: after this many decoder layers (the last is normed)
+    l2: str = "0.01,0.1,1.0"  # candidate L2 penalties of the logistic fit
+
+
+@dataclass
 class MetaTrainConfig:
     """Offline meta-training of the interface and memory (train_meta.py)."""
 
@@ -64,8 +79,10 @@ class MetaTrainConfig:
     seed: int = 0  # data order and initialisation
     threads: int = 1  # torch CPU threads per process
     losses: MetaLossConfig = field(default_factory=MetaLossConfig)
-    stage: str = "memory"  # "memory": the interface and neural memory; "adapter": the controller's LoRA adapter
+    # "memory": the interface and neural memory; "adapter": the controller's LoRA adapter; "answerable": the not-told probe
+    stage: str = "memory"
     adapter: AdapterTrainConfig = field(default_factory=AdapterTrainConfig)
+    answerable: AnswerableTrainConfig = field(default_factory=AnswerableTrainConfig)
 
 
 @dataclass
