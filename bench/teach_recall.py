@@ -35,8 +35,9 @@ fact's latest value (case-insensitive). The systems differ only in their config:
   full_base_replies  the full system with replies held to base pieces, never the
                 vocabulary's added tokens (generation.reply_added_tokens off)
   full_unnamed_base_replies  full_unnamed and full_base_replies together
-  full_no_not_told_probe  the full system whose replies never become "not told" by the not-told
-                probe (generation.not_told_above 1.0: it still reads, so the turn costs the same)
+  full_not_told_probe  the full system whose question replies become "not told" when the not-told
+                probe gives no note answering more than 0.35 (generation.not_told_above 0.35; the
+                default, 1.0, only scores)
 
 Also measured: accuracy after a restart between teaching and asking (a new Agent
 on the same SQLite file), the share of questions whose teaching sentence was in the
@@ -104,7 +105,7 @@ SYSTEMS = {
     "full_base_replies": {"generation.reply_added_tokens": False},
     "full_unnamed_base_replies": {"chat.note_recency_margin": 0.1, "chat.note_unnamed_closeness": True,
                                   "generation.reply_added_tokens": False},
-    "full_no_not_told_probe": {"generation.not_told_above": 1.0},
+    "full_not_told_probe": {"generation.not_told_above": 0.35},
 }
 NAMES_FILE = ROOT.parent / "shared" / "data" / "names" / "names.txt"
 SIZES = (10, 50, 200)

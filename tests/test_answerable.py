@@ -16,7 +16,7 @@ from text import is_question
 from training.answerable import auroc, fit_logistic, last_states, probe_examples
 
 NAMES = ROOT.parent / "shared" / "data" / "names" / "names.txt"
-GEN = GenerationConfig(max_new_tokens=40)
+GEN = GenerationConfig(max_new_tokens=40, not_told_above=0.35)
 
 
 def messages(text):
@@ -130,7 +130,9 @@ def test_the_agent_says_not_told_shows_why_and_keeps_statements_as_they_were(tmp
     from ui.memory_tab import memory_markdown
 
     fresh_tiny.probe = probe_for(fresh_tiny, bias=5.0, reads=False)
-    agent = Agent(load_config(TINY), fresh_tiny, Store(tmp_path / "chat.db"))
+    cfg = load_config(TINY)
+    cfg.generation.not_told_above = 0.35
+    agent = Agent(cfg, fresh_tiny, Store(tmp_path / "chat.db"))
     told = list(agent.chat_stream("ann", "Oriel lives in Vantastad."))[-1]
     assert "not_told" not in told.memory and told.text != NOT_TOLD_REPLIES[0]
     asked = list(agent.chat_stream("ann", "By the way, where does Oriel live?"))[-1]
