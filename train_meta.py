@@ -279,9 +279,6 @@ def score_adapter(model: nn.Module, controller: Controller, cfg: TrainingConfig,
     }
 
 
-# ---- the shared loop ------------------------------------------------------------------------
-
-
 # ---- stage "answerable" ---------------------------------------------------------------------
 
 
@@ -331,6 +328,9 @@ def answerable_stage(cfg: TrainingConfig, config_path: str) -> dict:
         "val_chat_kept": round(float((scores[chat] <= threshold).float().mean()), 4),  # chit-chat and general questions
         "seconds": round(time.perf_counter() - started, 1),
     }
+
+
+# ---- the shared loop ------------------------------------------------------------------------
 
 
 class Progress:
