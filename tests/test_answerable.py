@@ -139,4 +139,6 @@ def test_the_agent_says_not_told_shows_why_and_keeps_statements_as_they_were(tmp
     assert asked.text == NOT_TOLD_REPLIES[0] and asked.memory["not_told"] == {"probability": 0.9933, "replied": True}
     assert "**Does a note answer?** p(none does) = 0.99, so the reply says it was not told" in memory_markdown(asked.memory)
     assert agent.history("ann")[-1].reply == NOT_TOLD_REPLIES[0]
+    shown = memory_markdown({"not_told": {"probability": 0.2, "replied": False}})
+    assert shown == "**Does a note answer?** p(none does) = 0.20"
     agent.close()

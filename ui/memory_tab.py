@@ -98,9 +98,9 @@ def memory_markdown(memory: dict) -> str:
         used = f"; used: {r['used']}" if r.get("used") and r["word"] else ""
         parts.append(f"**Neural memory read** for \"{r['question']}\": {found}{used}")
     told = memory.get("not_told")
-    if told:
-        did = "so the reply says it was not told" if told["replied"] else "so the reply answers from the notes"
-        parts.append(f"**Does a note answer?** p(none does) = {told['probability']:.2f}, {did}")
+    if told:  # the probe's reading; it changes the reply only above generation.not_told_above
+        did = ", so the reply says it was not told" if told["replied"] else ""
+        parts.append(f"**Does a note answer?** p(none does) = {told['probability']:.2f}{did}")
     for w in memory.get("writes", []):
         parts.append(f"**Written to the neural memory:** \"{w['text']}\" (points at \"{w['value']}\", beta {w['beta']:.2f})")
     reminded = memory.get("reminded", [])
