@@ -57,12 +57,12 @@ class AnswerProbe:
         """The probe in `path`, checked against the model tag and adapter digest it must have been trained on;
         raises ModelLoadError with a fix otherwise."""
         if not Path(path).is_file():
-            raise ModelLoadError(f"generation.not_told_probe {path} does not exist; train it (train_meta.py, stage answerable) or set it to \"\"")
+            raise ModelLoadError(f"model.not_told_probe {path} does not exist; train it (train_meta.py, stage answerable) or set it to \"\"")
         try:
             probe = cls(**torch.load(path, map_location="cpu", weights_only=True))
         except Exception as exc:  # a damaged or foreign file: pickle, zip and key errors alike
-            raise ModelLoadError(f"generation.not_told_probe {path} cannot be read ({exc}); retrain it or set it to \"\"") from None
+            raise ModelLoadError(f"model.not_told_probe {path} cannot be read ({exc}); retrain it or set it to \"\"") from None
         if probe.model != model or probe.adapter != adapter or probe.weight.shape != (hidden_size,):
-            raise ModelLoadError(f"generation.not_told_probe {path} was trained for model {probe.model} with adapter "
-                             f"{probe.adapter or 'none'}, not {model} with {adapter or 'none'}; retrain it or set it to \"\"")
+            raise ModelLoadError(f"model.not_told_probe {path} was trained for model {probe.model} with adapter "
+                                 f"{probe.adapter or 'none'}, not {model} with {adapter or 'none'}; retrain it or set it to \"\"")
         return probe

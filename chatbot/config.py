@@ -92,8 +92,8 @@ class GenerationConfig:
     # keys and values of each user's last prompt and reply, kept so their next turn prefills only what is new; 0 = off
     prefix_cache_mb: int = 512
     # a question's reply is "not told" when the not-told probe (model.not_told_probe) gives no note answering it more
-    # than this probability (lean path only); None = the probe's own. 1.0: scored and shown, never forced, because at
-    # 0.35 (best on validation chat) it also refused facts asked in the test split's unseen phrasings (docs/benchmarks.md)
+    # than this probability (lean path only); None = the probe's own. 1.0: scored and shown, never forced: at 0.35
+    # it also refuses facts asked in phrasings unlike its training prompts (docs/benchmarks.md)
     not_told_above: float | None = 1.0
 
     def __post_init__(self) -> None:

@@ -9,8 +9,8 @@ these same functions, so the adapter learns exactly the layout it meets in chat.
 from __future__ import annotations
 
 NOTES_HEADER = "What the user told you earlier, oldest first:"
-# The adapter's replies when no note answers a question (its training targets, and what
-# the controller scores to decide that nothing answers: GenerationConfig.not_told_above).
+# The adapter's replies when no note answers a question (its training targets); the first is
+# the reply the not-told probe gives above GenerationConfig.not_told_above.
 NOT_TOLD_REPLIES = ("I'm sorry, I don't remember you telling me that.", "You haven't told me that yet, as far as I remember.")
 
 
