@@ -174,6 +174,7 @@ class Agent:
         user = check_user(user)
         with self._session(user) as uid:
             texts = self.memories.forget_engram(user, engram_id)
+            self.memories.unlearn_words(user, texts)
             self.memories.save_now(user, uid)
             return texts
 

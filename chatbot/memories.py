@@ -18,9 +18,9 @@ from memory.retrieval import RetrievalIndex, SentenceEncoder
 from storage import Database, Store
 from storage.engrams import engrams_stale, load_engrams, save_engrams
 from storage.neural import load_neural, neural_stale, save_neural
-from storage.vocab import load_vocab
+from storage.vocab import load_vocab, save_vocab
 from text import is_question, split_sentences
-from vocab import ElasticVocab
+from vocab import ElasticVocab, VocabEvent
 
 from .config import Config
 from .controller import Controller
@@ -227,6 +227,9 @@ class Memories:
         """The user's memories in a transaction of their own (after a Memory-tab change)."""
         try:
             with self.store.transaction() as db:
+                if self.vocab is not None:
+                    with self.controller.lock:
+                        save_vocab(db, self.vocab, user=user)
                 self.save(db, user, uid)
         except BaseException:
             self.unload(user)
@@ -235,7 +238,8 @@ class Memories:
     # ---- forgetting ------------------------------------------------------------------------
 
     def forget(self, user: str, request: ForgetRequest) -> list[str]:
-        """Forget the user's engrams, writes and indexed statements that match; returns their texts."""
+        """Forget the user's engrams, writes and indexed statements that match; returns their
+        texts (for `unlearn_words`)."""
         texts: list[str] = []
         self._drop_derived(user)
         if self.memoria is not None:
@@ -252,7 +256,8 @@ class Memories:
         return list(dict.fromkeys(texts))
 
     def forget_engram(self, user: str, engram_id: int) -> list[str]:
-        """Forget one engram and the neural-memory write of the same sentence; returns the texts forgotten."""
+        """Forget one engram and the neural-memory write of the same sentence; returns the texts
+        forgotten (for `unlearn_words`)."""
         texts = []
         self._drop_derived(user)
         if self.memoria is not None:
@@ -263,14 +268,32 @@ class Memories:
         return list(dict.fromkeys(texts))
 
     def clear(self, user: str) -> int:
-        """Forget all of the user's engrams and writes; returns how many sentences were forgotten."""
-        count = 0
+        """Forget all of the user's engrams and writes, and the words only they held
+        (`unlearn_words`); returns how many sentences were forgotten."""
+        count, texts = 0, []
         self._drop_derived(user)
         if self.memoria is not None:
-            count += len(self.memoria.forget([e.id for e in self.memoria.engrams(user)], user=user))
+            engrams = self.memoria.engrams(user)
+            texts = [e.text or "" for e in engrams]
+            count = len(self.memoria.forget([e.id for e in engrams], user=user))
         if self.neural is not None:
+            texts += [w.text for w in self.neural.writes(user) if not w.forgotten]
             count += self.neural.clear(user)
+        self.unlearn_words(user, texts)
         return count
+
+    def unlearn_words(self, user: str, forgotten: list[str]) -> list[VocabEvent]:
+        """Prune the user's grown tokens and growth counts of words that only `forgotten` held
+        among what memory keeps of them; the events are saved with the turn (or `save_now`)."""
+        if self.vocab is None or not forgotten:
+            return []
+        kept = [e.text or "" for e in self.memoria.engrams(user)] if self.memoria is not None else []
+        if self.neural is not None:
+            kept += [w.text for w in self.neural.writes(user) if not w.forgotten]
+        if self.retrieval is not None:
+            kept += list(self.retrieval.texts(user))
+        with self.controller.lock:  # resizes the model's matrices: never mid-generation
+            return self.vocab.forget_words(forgotten, kept=kept, user=user)
 
     def _drop_derived(self, user: str) -> None:
         """Before forgetting: drop what was made from the user's memories, the names they

@@ -14,7 +14,8 @@
   consolidate  corrections supersede older writes (and their engrams); every
                `replay_every` turns the most fired long-term engrams are replayed
   save         one SQLite transaction: turn, vocabulary, engrams, neural memory
-A message starting with "Forget" forgets what matches instead of generating.
+A message starting with "Forget" forgets what matches instead of generating, and prunes
+the user's grown tokens of words only the forgotten sentences held.
 """
 
 from __future__ import annotations
@@ -106,12 +107,12 @@ class Turn:
 
     def run(self, state: TurnState) -> Iterator[Reply]:
         """The turn, stage by stage; yields the reply as it grows, and once more when it is stored."""
-        self.observe_vocabulary(state)
         request = forget_request(state.text)
-        if request is not None:
+        if request is not None:  # its words are not the user's to learn: they are what goes
             self.forget(state, request)
             yield state.reply
         else:
+            self.observe_vocabulary(state)
             state.sentences = split_sentences(state.text) or [state.text.strip()]
             chat = self.cfg.chat
             names = self.memories.names(state.user) if chat.name_cues else ()
@@ -147,6 +148,7 @@ class Turn:
     def forget(self, state: TurnState, request: ForgetRequest) -> None:
         """Forget the user's memories that match; the reply says what went."""
         texts = self.memories.forget(state.user, request)
+        state.vocab_events = self.memories.unlearn_words(state.user, texts)
         state.reply.memory = {"forgotten": texts}
         if not texts:
             state.reply.text = "I had nothing like that in memory, so there was nothing to forget."

@@ -233,3 +233,33 @@ def test_each_read_says_what_it_did_this_turn(tmp_path, tiny_controller):
     unsure = memory_markdown({"recall": [{**sure, "word": None, "confidence": 0.2}]})
     assert "nothing recalled (best p = 0.20)" in unsure and "**Vantastad**" not in unsure and "used:" not in unsure
     agent.close()
+
+
+def test_forgetting_prunes_the_words_only_the_forgotten_sentences_held(tmp_path, tiny_controller):
+    from chatbot import Agent, load_config
+    from storage import Store
+
+    from .conftest import TINY
+
+    def words(agent: Agent) -> set[str]:
+        return {t["text"].strip() for t in agent.vocabulary_view("ann").tokens}
+
+    agent = Agent(load_config(TINY), tiny_controller, Store(tmp_path / "chat.db"))
+    agent.chat("ann", "Remember: Oriel lives in Vantastad.")
+    agent.chat("ann", "Remember: Bram visits Vantastad and Quillmere.")
+    agent.chat("bob", "Remember: Oriel is my cousin in Vantastad.")
+    assert {"Oriel", "Vantastad", "Quillmere"} <= words(agent)
+    reply = list(agent.chat_stream("ann", "Forget that Oriel lives in Vantastad."))[-1]
+    assert reply.memory["forgotten"] == ["Remember: Oriel lives in Vantastad."]
+    # Vantastad is still in what Bram's sentence keeps; Oriel was only in the forgotten one
+    assert "Oriel" not in words(agent) and {"Vantastad", "Quillmere"} <= words(agent)
+    assert ["prune", "Oriel"] in [[kind, text.strip()] for kind, text in json.loads(
+        agent.store.db.execute("SELECT meta FROM turns ORDER BY id DESC LIMIT 1").fetchone()[0])["vocab"]]
+    assert "Oriel" in {t["text"].strip() for t in agent.vocabulary_view("bob").tokens}  # bob's words are his
+    bram = next(e.id for e in agent.memory_view("ann").engrams if "Bram" in (e.text or ""))
+    agent.forget_engram("ann", bram)
+    agent.close()
+    again = Agent(load_config(TINY), tiny_controller, Store(tmp_path / "chat.db"))  # what the store holds
+    assert not {"Oriel", "Vantastad", "Quillmere", "Bram"} & words(again)
+    assert "Vantastad" in {t["text"].strip() for t in again.vocabulary_view("bob").tokens}
+    again.close()

@@ -349,6 +349,20 @@ class ElasticVocab:
         self.changes.append(events)
         return events
 
+    def forget_words(self, gone: Sequence[str], *, kept: Sequence[str], user: str = "") -> list[VocabEvent]:
+        """Prune `user`'s tokens and growth counts made of words that `gone` (what they asked
+        to forget) holds and `kept` (what they still have remembered) does not, any case:
+        a forgotten fact leaves none of its words in their vocabulary."""
+        u = self.users.get(user)
+        doomed = _lower_words(gone) - _lower_words(kept)
+        if u is None or not doomed:
+            return []
+        counts = [key for key in u.candidates if _lower_words([key]) & doomed]
+        for key in counts:
+            del u.candidates[key]
+        self.changes.remove(CANDIDATES, [(user, key) for key in counts])
+        return self.prune([t.id for t in self.tokens_of(user) if _lower_words([t.text]) & doomed], user=user)
+
     def _remove(self, ids: Sequence[int]) -> None:
         """Take tokens no user holds out of the lexicon and their rows out of the matrix; renumber."""
         if not ids:
@@ -424,3 +438,8 @@ class ElasticVocab:
         if orphans:
             log.info("vocab: dropping %d added tokens that no user holds", len(orphans))
             self._remove(orphans)
+
+
+def _lower_words(texts: Sequence[str]) -> set[str]:
+    """The words (as the vocabulary cuts them) of `texts`, lowercased, without their space."""
+    return {m.group(0).strip().lower() for text in texts for m in WORD.finditer(text)}
