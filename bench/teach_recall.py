@@ -47,7 +47,9 @@ With --frozen, the frozen hand-written set (bench/data/frozen, reported only, ne
 tuned on) is run instead of the generated dialogues: conversations with restarts where
 marked, scored as recall, latest value, after restart, not told and wrong value claimed,
 and on its long conversations whether the answering message was among the notes and
-whether a reply repeats a fragment over and over.
+whether a reply repeats a fragment over and over. With --handval, the hand-written
+validation set (bench/data/handval), written apart from the generator in other voices,
+is run and scored the same way: settings are chosen on it, never on the frozen set.
 With --untold K, after its questions each dialogue (not the restart's) is asked K more
 about a relation never taught of someone it taught something else of ("Where does
 Oriel work?" when only her home was taught): a reply holding any value the dialogue
@@ -82,7 +84,14 @@ from memory.chat_memory import ChatMemory
 from storage import Store
 from training.breadth import breadth_conversations
 from training.episodes import Episode, TeachRecall
-from training.frozen import NOT_TOLD, Conversation, load_frozen, score
+from training.frozen import (
+    FROZEN_DIR,
+    HANDVAL_DIR,
+    NOT_TOLD,
+    Conversation,
+    load_frozen,
+    score,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -106,6 +115,7 @@ SYSTEMS = {
     "full_unnamed_base_replies": {"chat.note_recency_margin": 0.1, "chat.note_unnamed_closeness": True,
                                   "generation.reply_added_tokens": False},
     "full_not_told_probe": {"generation.not_told_above": 0.35},
+    "full_three_notes": {"chat.max_notes": 3},
 }
 NAMES_FILE = ROOT.parent / "shared" / "data" / "names" / "names.txt"
 SIZES = (10, 50, 200)
@@ -297,6 +307,7 @@ def main() -> None:
     parser.add_argument("--untold", type=int, default=0, help="questions per dialogue about facts never taught (0 = none)")
     parser.add_argument("--lowercase", action="store_true", help="ask every question in lowercase (\"where does oriel live?\")")
     parser.add_argument("--frozen", action="store_true", help="run the frozen hand-written set instead (reported only)")
+    parser.add_argument("--handval", action="store_true", help="run the hand-written validation set instead (to choose on)")
     parser.add_argument("--breadth", type=int, default=0,
                         help="run this many generated breadth conversations of --split instead (training/breadth.py)")
     parser.add_argument("--replies", help="write every turn's message and reply, per system, to this JSON file")
@@ -304,7 +315,7 @@ def main() -> None:
     args = parser.parse_args()
     base = load_config(args.config)
     controller = Controller.from_config(base.model)
-    if args.frozen or args.breadth:
+    if args.frozen or args.handval or args.breadth:
         return main_frozen(args, base, controller)
     people = args.people or None
     if args.quick:
@@ -366,12 +377,14 @@ def main() -> None:
 
 
 def main_frozen(args: argparse.Namespace, base: Config, controller: Controller) -> None:
-    """The frozen set (reported only) or, with --breadth, generated broad conversations of --split."""
-    prefix = "breadth" if args.breadth else "frozen"
+    """The frozen set (reported only), the hand-written validation set (--handval) or, with
+    --breadth, generated broad conversations of --split."""
+    prefix = "breadth" if args.breadth else "handval" if args.handval else "frozen"
     if args.breadth:
         conversations = breadth_conversations(args.split, NAMES_FILE, 1 if args.quick else args.breadth, args.seed)
     else:
-        conversations = load_frozen()[:1] if args.quick else load_frozen()  # quick: the first short conversation
+        found = load_frozen(HANDVAL_DIR if args.handval else FROZEN_DIR)
+        conversations = found[:1] if args.quick else found  # quick: the first short conversation
     names = [s.strip() for s in args.systems.split(",") if s.strip()]
     started, results, replies = time.perf_counter(), {}, {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -389,9 +402,10 @@ def main_frozen(args: argparse.Namespace, base: Config, controller: Controller) 
 
     keys = [f"{prefix}_{k}" for k in ("recall", "latest", "after_restart", "not_told", "wrong_value", "notes_hit")]
     if not args.breadth:
-        keys += ["frozen_long_right", "frozen_long_notes_hit", "frozen_long_repeats"]
-    what = (f"Generated breadth conversations, {args.split} split, seed {args.seed}" if args.breadth
-            else "Frozen hand-written set") + f" ({len(conversations)} conversations{'' if args.breadth else ', reported only'})"
+        keys += [f"{prefix}_long_right", f"{prefix}_long_notes_hit", f"{prefix}_long_repeats"]
+    what = {"breadth": f"Generated breadth conversations, {args.split} split, seed {args.seed}",
+            "handval": "Hand-written validation set", "frozen": "Frozen hand-written set"}[prefix]
+    what += f" ({len(conversations)} conversations{', reported only' if prefix == 'frozen' else ''})"
     print(f"{what}; controller: {base.model.source} "
           f"{base.model.package}{' + adapter' if base.model.adapter else ''}; replies capped at {args.max_new_tokens} tokens")
     print("| system | " + " | ".join(k.removeprefix(prefix + "_") for k in keys) + " | questions |")

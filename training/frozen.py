@@ -1,6 +1,7 @@
-"""The frozen hand-written evaluation set (bench/data/frozen): loading it, and scoring a reply.
+"""The hand-written conversation sets: loading one, and scoring a reply.
 
-Reporting only: nothing is ever chosen on it (bench/data/frozen/README.md).
+bench/data/frozen is for reporting only: nothing is ever chosen on it (its README.md).
+bench/data/handval, in the same format, is the hand-written validation set settings are chosen on.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 FROZEN_DIR = Path(__file__).resolve().parent.parent / "bench" / "data" / "frozen"
+# Written the same way, apart from the generator and the frozen set, to choose settings on.
+HANDVAL_DIR = FROZEN_DIR.parent / "handval"
 # How a reply says it was not told (the adapter's phrasings and the base model's "I don't know"s).
 NOT_TOLD = re.compile(r"\b(?:don't|do not|haven't|have not|didn't|did not|not sure|no idea|can't recall|cannot recall)\b",
                       re.IGNORECASE)
