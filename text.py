@@ -21,8 +21,14 @@ _PART = re.compile(r"[^\W_]+")
 # since it ends a sentence at a URL's "?".
 _SEGMENTER = pysbd.Segmenter(language="en", clean=False, char_span=True)
 # Imperative questions: "Tell me where Oriel lives." asks as much as "Where does Oriel live?".
-_ASKING = re.compile(r"^\s*(tell me|remind me|name|recall|do you (know|remember)|what|where|who|whom|whose|which|when|why|how)\b",
-                     re.IGNORECASE)
+# A question or request to tell, also after a spoken opener ("ok and what day does Ilka
+# get here", "wait whats the code") and without the apostrophe texting drops ("whats").
+_ASKING = re.compile(
+    r"^\s*(?:(?:ok|okay|so|and|but|oh|hey|wait|um+|uh+|also|sorry|btw|yo|well|hmm+|hi|hello|quick question|quick one"
+    r"|one more thing)\W+)*"
+    r"(tell me|remind me|read me|give me|name|recall|do you (know|remember)|what|whats|where|wheres|who|whos|whom|whose"
+    r"|which|when|whens|why|how|hows)\b",
+    re.IGNORECASE)
 
 # "..., ok?", "..., right?": a tag asks to confirm what the sentence states.
 _TAGGED = re.compile(r",\s*(?:ok|okay|right|yeah|yes|alright|all right|got it|understood|remember)\s*\?+\s*$", re.IGNORECASE)

@@ -116,6 +116,8 @@ SYSTEMS = {
                                   "generation.reply_added_tokens": False},
     "full_not_told_probe": {"generation.not_told_above": 0.35},
     "full_three_notes": {"chat.max_notes": 3},
+    "full_recency_unrelated": {"chat.note_recency_related": False},
+    "full_sentence_notes": {"chat.note_message_sentences": 1},
 }
 NAMES_FILE = ROOT.parent / "shared" / "data" / "names" / "names.txt"
 SIZES = (10, 50, 200)

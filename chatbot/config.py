@@ -95,6 +95,9 @@ class GenerationConfig:
     # than this probability (lean path only); None = the probe's own. 1.0: scored and shown, never forced: at 0.35
     # it also refuses facts asked in phrasings unlike its training prompts (docs/benchmarks.md)
     not_told_above: float | None = 1.0
+    # a reply to a question about the user's own world stating a number, code or address they never said is made up:
+    # it becomes "not told" (chatbot/grounding.py)
+    ground_values: bool = True
 
     def __post_init__(self) -> None:
         at_least(self, max_new_tokens=1, prefix_cache_mb=0)
@@ -116,9 +119,14 @@ class ChatConfig:
     history_drop: int = 4  # beyond history_turns, the oldest leave this many at a time: the prompt's start (and its cached KV) stays put between
     max_prompt_tokens: int = 4096  # oldest history turns are dropped to stay under this (and the model's context)
     max_notes: int = 1  # remembered sentences in the system message: the 135M model is misled by look-alike facts in more
+    # a note shows its sentence with the nearest statements of the same message, this many sentences in all (1 = alone):
+    # memory keeps a message's sentences apart, and the answer often comes a sentence after the one recalled
+    note_message_sentences: int = 3
     note_min_similarity: float | None = None  # a reminded engram is a note only if this close (cosine) to the message; off: name rules pick
     # statements within this cosine of the closest go newest first: a correction is as close as what it corrects, and later
     note_recency_margin: float = 0.15
+    # ... but only those sharing a content word with the closest or the message: a later remark as vaguely close does not win
+    note_recency_related: bool = True
     # a statement this close (cosine) to an earlier one about the same people supersedes it as a note (a correction)
     note_link_similarity: float | None = 0.6
     # closeness with the message's names masked: finds the asked fact among a person's several but loses corrections
@@ -134,7 +142,8 @@ class ChatConfig:
     soft_prefix: bool = False  # also prepend the neural memory's reads to the prompt's embeddings; the LM is not trained to read them
 
     def __post_init__(self) -> None:
-        at_least(self, max_message_chars=1, history_turns=0, history_drop=1, max_prompt_tokens=64, max_notes=0, cue_limit=0)
+        at_least(self, max_message_chars=1, history_turns=0, history_drop=1, max_prompt_tokens=64, max_notes=0, cue_limit=0,
+                 note_message_sentences=1)
 
 
 @dataclass

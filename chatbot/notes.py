@@ -16,7 +16,7 @@ import torch
 from memory.chat_memory import SentenceStep
 from memory.engram_state import Engram
 from memory.memoria import Memoria
-from text import ADDRESS, has_digit, is_question, mentioned_words, split_sentences, words
+from text import ADDRESS, FUNCTION_WORDS, has_digit, is_question, mentioned_words, split_sentences, words
 
 from .config import ChatConfig
 from .forget import STOP_WORDS
@@ -185,6 +185,7 @@ def rank_notes(
     vectors: torch.Tensor | None = None,  # [N, D] unit vectors of the candidates; None = no statement supersedes another
     link: float | None = None,  # cosine at which a later statement supersedes the closest earlier one naming the same people; None = off
     topic: Sequence[str] = (),  # the message's other content words (`text.topic_words`); () = names alone
+    related: Collection[str] | None = None,  # the message's content words; None = every statement within `margin` is newest-first
 ) -> list[int]:
     """Candidate statements in the order they become notes: indices into `candidates`.
 
@@ -198,7 +199,10 @@ def rank_notes(
     (the message's other content words: "What is the boiler code?" -> boiler, code) as
     either, and the older goes last. Those sharing the most of `topic` come first: within
     `margin` of the closest of them newest first, then by closeness; then the rest, most
-    topic words first.
+    topic words first. With `related`, newest first holds only for the closest and the
+    statements within `margin` sharing a content word with it or with the message (what
+    a correction shares with what it corrects): a later remark as vaguely close as the
+    answer ("Doing my weekly health admin.") does not outrank it.
     """
     held = [mentioned_words(text) for _, text, _ in candidates]
     named_set, topic_set = set(cues), set(topic)
@@ -225,6 +229,12 @@ def rank_notes(
         shared[i] = max(shared[i], shared.pop(old))
     widest = max(shared.values(), default=0)
     best = max((c for i, c in close.items() if shared[i] == widest), default=0.0)
+    closest = next((i for i, c in close.items() if shared[i] == widest and c == best), None)
+    about = set() if related is None or closest is None else (held[closest] | set(related)) - FUNCTION_WORDS
+
+    def recent(i: int) -> bool:
+        """Ranked newest first: within `margin` of the closest and, with `related`, about the same."""
+        return close[i] >= best - margin and (related is None or i == closest or bool(held[i] & about))
 
     def rank(i: int) -> tuple:
         if named[i] < most:
@@ -233,7 +243,7 @@ def rank_notes(
             return (4, -candidates[i][0])
         if shared[i] < widest:
             return (2, -shared[i], -close[i])
-        return (0, -candidates[i][0]) if close[i] >= best - margin else (1, -close[i])
+        return (0, -candidates[i][0]) if recent(i) else (1, -close[i])
 
     return sorted(range(len(candidates)), key=rank)
 
@@ -260,6 +270,7 @@ def choose_notes(
     vectors: torch.Tensor | None, chat: ChatConfig, *,
     from_reads: bool,  # no engram store: the sentences holding the neural memory's reads come first
     topic: Sequence[str] = (),  # the message's topic words (`text.topic_words`), which rank statements after its names
+    related: Collection[str] | None = None,  # the message's content words, for `rank_notes`; None = off
 ) -> tuple[list[str], list[int | None]]:
     """Sentences to show the model, oldest first, and the engram each came from.
 
@@ -281,7 +292,7 @@ def choose_notes(
     ]
     order = rank_notes([(e.id, e.text, close) for _, e, close in eligible], cues, chat.note_recency_margin,
                        vectors=None if vectors is None else vectors[[k for k, _, _ in eligible]],
-                       link=chat.note_link_similarity, topic=topic)
+                       link=chat.note_link_similarity, topic=topic, related=related)
     for _, engram, _ in (eligible[i] for i in order):
         if len(chosen) >= chat.max_notes:
             break

@@ -32,16 +32,19 @@ from memory.chat_memory import SentenceStep
 from memory.engram_state import Engram, EngramType
 from memory.memoria import lifespan_delta
 from storage.vocab import save_vocab
-from text import is_question, split_sentences, topic_words
+from text import is_question, mentioned_words, split_sentences, topic_words
 from vocab import VocabEvent
 
 from .config import Config
 from .controller import Controller, Generation
 from .forget import ForgetRequest, forget_request
+from .grounding import about_the_user, ungrounded
 from .memories import Memories
 from .notes import answer_words, choose_notes, correct_notes, cue_words, cued_engrams, unnamed_closeness, value_words
-from .prompt import NOTES_HEADER, chat_messages
+from .prompt import NOT_TOLD_REPLIES, NOTES_HEADER, chat_messages
 
+# How many sentences before and after a note its message's other statements are looked for.
+_MESSAGE_REACH = 8
 # The stages whose time is the memory's cost (the rest: vocabulary, generation, saving).
 MEMORY_STAGES = ("encode", "neural", "remind", "attention", "adjust", "consolidate")
 
@@ -206,7 +209,10 @@ class Turn:
         """The notes for the prompt; with the retrieval baseline on, its finds join them."""
         state.notes, state.note_engrams = choose_notes(
             state.steps, state.reminded, state.closeness, state.cues, state.reminded_vectors, self.cfg.chat,
-            from_reads=self.memories.memoria is None, topic=state.topic)
+            from_reads=self.memories.memoria is None, topic=state.topic,
+            related=mentioned_words(state.text) if self.cfg.chat.note_recency_related else None)
+        if self.cfg.chat.note_message_sentences > 1 and self.memories.memoria is not None:
+            state.notes = [self._in_its_message(state.user, note, engram) for note, engram in zip(state.notes, state.note_engrams)]
         retrieval = self.memories.retrieval
         if retrieval is not None:
             with state.stage("remind"):
@@ -221,6 +227,20 @@ class Turn:
                 state.notes, state.note_engrams, lambda note, since: self._later_statements(state.user, note, since),
                 self.memories.common_word, next_sentence=lambda e: self._next_sentence(state.user, e))
         state.reply.memory = self._contribution(state)
+
+    def _in_its_message(self, user: str, note: str, engram: int | None) -> str:
+        """The note with the nearest other statements of its message (chat.note_message_sentences in all, the
+        following first), in order: memory keeps sentences apart, and the answer often comes a sentence later."""
+        memoria, most = self.memories.memoria, self.cfg.chat.note_message_sentences
+        if engram is None or not memoria.is_live(engram, user=user):
+            return note
+        (chosen,) = memoria.engrams(user, [engram])
+        # a message's sentences have consecutive ids; its questions are not shown
+        near = sorted(range(engram - _MESSAGE_REACH, engram + _MESSAGE_REACH + 1), key=lambda i: (abs(i - engram), i < engram))
+        around = {e.id: e for e in memoria.engrams(user, [i for i in near if i != engram and i >= 0 and memoria.is_live(i, user=user)])
+                  if e.turn == chosen.turn and e.text and not is_question(e.text)}
+        shown = [engram] + [i for i in near if i in around][: most - 1]
+        return " ".join(note if i == engram else around[i].text for i in sorted(shown))
 
     def _later_statements(self, user: str, note: str, since: int) -> list[Engram]:
         """The user's statements after engram `since` that mention a value word of `note`, oldest first."""
@@ -254,6 +274,13 @@ class Turn:
         if state.generation.not_told_probability is not None:
             state.reply.memory["not_told"] = {"probability": round(state.generation.not_told_probability, 4),
                                               "replied": state.generation.not_told}
+        if self.cfg.generation.ground_values and any(map(is_question, state.sentences)) \
+                and about_the_user(state.text, state.reply.text, self.memories.names(state.user) & set(state.cues)):
+            made_up = ungrounded(state.reply.text, [*self.store.said(state.user), state.text])
+            if made_up:
+                state.reply.memory["made_up"] = {"values": made_up, "reply": state.reply.text}
+                state.reply.text = NOT_TOLD_REPLIES[0]
+                yield state.reply
         state.seconds["generate"] -= state.generation.attention_seconds
         state.seconds["attention"] = state.generation.attention_seconds
 

@@ -7,7 +7,7 @@ from chatbot.config import ChatConfig
 from chatbot.notes import (answer_words, choose_notes, correct_notes, cue_words, names_in, rank_notes, restated, value_words,
                            without_names)
 from memory.engram_state import Engram, EngramType
-from text import topic_words
+from text import mentioned_words, topic_words
 
 
 def notes_of(chat, reminded, closeness, cues=()):
@@ -56,6 +56,18 @@ def test_a_later_statement_like_an_earlier_one_supersedes_it_as_the_note():
     # asked about work, the closest chain is the work fact, which nothing superseded
     candidates = [(i, t, close) for i, (t, close) in enumerate(zip(texts, [0.5, 0.8, 0.45, 0.2]))]
     assert texts[rank_notes(candidates, ("bram",), 0.0, vectors=vectors, link=0.9)[0]] == texts[1]
+
+
+def test_with_related_words_only_a_statement_about_the_same_thing_outranks_the_closest_by_being_newer():
+    texts = ["Cardiology referral: Prof. Lindqvist, 3 March, outpatients building C.", "My GP is Dr. Okafor.",
+             "Scratch that, Prof. Lindqvist moved it to 4 March.", "Doing my weekly health admin, bear with me."]
+    candidates = [(i, t, close) for i, (t, close) in enumerate(zip(texts, [0.34, 0.33, 0.30, 0.32]))]
+    asked = mentioned_words("remind me which building outpatients is in")
+    # without: the newest of the nearly closest, a remark about nothing asked
+    assert texts[rank_notes(candidates, (), 0.15)[0]] == texts[3]
+    # with: the correction sharing words with the closest still wins; the remark and the GP rank by closeness
+    assert [texts[i] for i in rank_notes(candidates, (), 0.15, related=asked)] == [texts[2], texts[0], texts[1], texts[3]]
+    assert texts[rank_notes(candidates[:2] + candidates[3:], (), 0.15, related=asked)[0]] == texts[0]
 
 
 def test_statements_sharing_the_most_topic_words_come_first_after_names():

@@ -62,3 +62,10 @@ def test_questions_end_with_a_question_mark_or_ask_to_tell():
     assert not is_question("So the gate code is 4417 and the standup is at 9:15, ok?")  # a tag confirms a statement
     assert is_question("Is the gate code 4417, right?")
     assert is_question("What is the gate code, ok?")
+    # spoken openers and texting spellings still ask; a statement opening the same way states
+    assert is_question("ok and what day does Ilka get here")
+    assert is_question("wait whats the plumber guy called again")
+    assert is_question("so, where's the spare key now")
+    assert is_question("read me the plumber's number")
+    assert not is_question("ok so the plumber is Wolak and he comes at six")
+    assert not is_question("Sorry, the code changed to 5512.")

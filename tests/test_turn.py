@@ -263,3 +263,19 @@ def test_forgetting_prunes_the_words_only_the_forgotten_sentences_held(tmp_path,
     assert not {"Oriel", "Vantastad", "Quillmere", "Bram"} & words(again)
     assert "Vantastad" in {t["text"].strip() for t in again.vocabulary_view("bob").tokens}
     again.close()
+
+
+def test_a_note_shows_its_sentence_with_the_next_statements_of_its_message(tmp_path, tiny_controller):
+    told = "Farewell drinks for Margarida last night. Was it fun? We went to O Farol Torto. It was loud. I slept late."
+    asked = "Where did Margarida have her drinks?"
+    agent = make_agent(tmp_path, tiny_controller, chat__note_message_sentences=3)
+    agent.chat("ann", told)
+    agent.chat("ann", "Bram works at Quillmere.")
+    notes = list(agent.chat_stream("ann", asked))[-1].memory["notes"]
+    # the question of the message is left out; the two statements after the recalled one join it
+    assert notes == ["Farewell drinks for Margarida last night. We went to O Farol Torto. It was loud."]
+    agent.close()
+    alone = make_agent(tmp_path, tiny_controller, db="alone.db", chat__note_message_sentences=1)
+    alone.chat("ann", told)
+    assert list(alone.chat_stream("ann", asked))[-1].memory["notes"] == ["Farewell drinks for Margarida last night."]
+    alone.close()

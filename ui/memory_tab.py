@@ -101,6 +101,11 @@ def memory_markdown(memory: dict) -> str:
     if told:  # the probe's reading; it changes the reply only above generation.not_told_above
         did = ", so the reply says it was not told" if told["replied"] else ""
         parts.append(f"**Does a note answer?** p(none does) = {told['probability']:.2f}{did}")
+    made_up = memory.get("made_up")
+    if made_up:  # chatbot/grounding.py
+        values = ", ".join(made_up["values"])
+        parts.append(f"**Not from memory:** the reply was \"{made_up['reply']}\", but you never said {values}; "
+                     "so it says it was not told")
     for w in memory.get("writes", []):
         parts.append(f"**Written to the neural memory:** \"{w['text']}\" (points at \"{w['value']}\", beta {w['beta']:.2f})")
     reminded = memory.get("reminded", [])
