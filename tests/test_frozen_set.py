@@ -167,6 +167,8 @@ def test_the_loader_keeps_every_turn_and_marks_questions_after_a_restart():
 
     told = Turn("What is the gate code?", "recall", ("4417",), source="Hi there. The gate code is 4417.")
     assert score(told, "", ["The gate code is 4417."])["hit"] and not score(told, "", ["Hi there."])["hit"]
+    # a note showing several sentences of messages, one of them the answering one
+    assert score(told, "", ["I moved. The gate code is 4417."])["hit"] and not score(told, "", ["I moved. The gate code changed."])["hit"]
     untold = next(t for c in conversations for t in c.turns if t.kind == "not_told")
     assert score(untold, "You haven't told me that yet.", [])["right"]
     assert not score(untold, f"I don't know, maybe {untold.stale[0]}?", [])["right"]

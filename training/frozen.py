@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from text import split_sentences
+
 FROZEN_DIR = Path(__file__).resolve().parent.parent / "bench" / "data" / "frozen"
 # Written the same way, apart from the generator and the frozen set, to choose settings on.
 HANDVAL_DIR = FROZEN_DIR.parent / "handval"
@@ -75,6 +77,7 @@ def score(turn: Turn, reply: str, notes: list[str]) -> dict:
 
 
 def _holds_answer(turn: Turn, note: str) -> bool:
-    """A note is the answering message, or its sentence that holds an expected value (memory
-    keeps a message's sentences apart)."""
-    return note == turn.source or (note in turn.source and any(e.lower() in note.lower() for e in turn.expect))
+    """A note is the answering message, or holds a sentence of it with an expected value
+    (memory keeps a message's sentences apart; a note may show several of them)."""
+    return note == turn.source or any(
+        sentence in turn.source and any(e.lower() in sentence.lower() for e in turn.expect) for sentence in split_sentences(note))
