@@ -118,6 +118,7 @@ SYSTEMS = {
     "full_three_notes": {"chat.max_notes": 3},
     "full_recency_unrelated": {"chat.note_recency_related": False},
     "full_sentence_notes": {"chat.note_message_sentences": 1},
+    "full_topic_answer_words": {"chat.topic_answer_words": True},
 }
 NAMES_FILE = ROOT.parent / "shared" / "data" / "names" / "names.txt"
 SIZES = (10, 50, 200)

@@ -138,6 +138,9 @@ class ChatConfig:
     # a message's other content words ("boiler", "code") rank the statements naming the same people, most shared first,
     # and give answer words when no name is asked; off: a correction worded unlike what it corrects shares fewer of them and loses
     topic_cues: bool = False
+    # a question naming no one ("what am I allergic to?") nudges the rare words of the notes sharing its content words,
+    # as one naming someone does those of the notes naming them (answer words only; topic_cues also ranks and recalls)
+    topic_answer_words: bool = False
     name_cues: bool = True  # a word the user has used as a name is a cue also when asked in lowercase ("where does oriel live?")
     soft_prefix: bool = False  # also prepend the neural memory's reads to the prompt's embeddings; the LM is not trained to read them
 

@@ -267,7 +267,7 @@ class Turn:
         with state.stage("generate"):
             for piece in self.controller.generate(ids, soft_prefix=prefix, gen=self.cfg.generation, spans=spans,
                                                   report=state.generation, notes=state.notes,
-                                                  answer_words=answer_words(state.text, state.notes, state.cues, state.topic),
+                                                  answer_words=answer_words(state.text, state.notes, state.cues, self._answer_topic(state)),
                                                   user=state.user, asks=any(map(is_question, state.sentences))):
                 state.reply.text += piece
                 yield state.reply
@@ -283,6 +283,12 @@ class Turn:
                 yield state.reply
         state.seconds["generate"] -= state.generation.attention_seconds
         state.seconds["attention"] = state.generation.attention_seconds
+
+    def _answer_topic(self, state: TurnState) -> tuple[str, ...]:
+        """The content words by which a question naming no one picks the notes whose rare words are nudged."""
+        if state.topic or not self.cfg.chat.topic_answer_words:
+            return state.topic
+        return tuple(topic_words(state.text, state.cues))
 
     def prompt_ids(self, conversation_id: int, text: str, notes: list[str] = ()) -> tuple[torch.LongTensor, list[tuple[int, int]]]:
         """Prompt ids with the recent turns that fit the token budget and the notes, and
