@@ -38,7 +38,7 @@ from vocab import VocabEvent
 from .config import Config
 from .controller import Controller, Generation
 from .forget import ForgetRequest, forget_request
-from .grounding import about_the_user, ungrounded
+from .grounding import about_the_user, claimed_values, ungrounded
 from .memories import Memories
 from .notes import answer_words, choose_notes, correct_notes, cue_words, cued_engrams, unnamed_closeness, value_words
 from .prompt import NOT_TOLD_REPLIES, NOTES_HEADER, chat_messages
@@ -264,17 +264,19 @@ class Turn:
             reads = [s.read for s in state.steps if s.read is not None]
             prefix = torch.stack(reads) if reads else None
         ids, spans = self.prompt_ids(state.conversation_id, state.text, state.notes)
+        asks = any(map(is_question, state.sentences))
         with state.stage("generate"):
             for piece in self.controller.generate(ids, soft_prefix=prefix, gen=self.cfg.generation, spans=spans,
                                                   report=state.generation, notes=state.notes,
                                                   answer_words=answer_words(state.text, state.notes, state.cues, self._answer_topic(state)),
-                                                  user=state.user, asks=any(map(is_question, state.sentences))):
+                                                  user=state.user, asks=asks):
                 state.reply.text += piece
                 yield state.reply
         if state.generation.not_told_probability is not None:
             state.reply.memory["not_told"] = {"probability": round(state.generation.not_told_probability, 4),
                                               "replied": state.generation.not_told}
-        if self.cfg.generation.ground_values and any(map(is_question, state.sentences)) \
+        # everything the user said is read only for a reply that states a value
+        if self.cfg.generation.ground_values and asks and claimed_values(state.reply.text) \
                 and about_the_user(state.text, state.reply.text, self.memories.names(state.user) & set(state.cues)):
             made_up = ungrounded(state.reply.text, [*self.store.said(state.user), state.text])
             if made_up:
