@@ -5,7 +5,7 @@
 Cold start: a fresh process converts the package's GGUF file into an empty cache
 folder and loads it. Warm start: a fresh process loads the cached safetensors. Both
 include Python's imports, as a user waiting for `make run` sees them.
-Per decode path (transformers' generate; the lean path in float32 and in int8), through
+Per decode path (transformers' generate; the lean path in float32, float16 and int8), through
 `Controller.generate` with streaming, greedy, batch 1: decode tokens/s after the first
 (t(N tokens) - t(1 token)) / (N - 1), so prefill cancels; prefill tokens/s of a fresh
 512-token prompt. Time to first token: a 700-token conversation prompt with a note,
@@ -204,6 +204,7 @@ def main() -> None:
     paths = {
         "transformers generate": dataclasses.replace(fresh, decode="transformers"),
         "lean float32": dataclasses.replace(fresh, decode="lean", decode_weights="float32"),
+        "lean float16": dataclasses.replace(fresh, decode="lean", decode_weights="float16"),
         "lean int8": dataclasses.replace(fresh, decode="lean", decode_weights="int8"),
     }
     n_decode, n_prefill = (32, 256) if args.quick else (64, 512)
@@ -239,6 +240,7 @@ def main() -> None:
         "decode_tok_s": round(decode, 1),
         "generate_decode_tok_s": round(speeds["transformers generate"][0], 1),
         "lean_float32_decode_tok_s": round(speeds["lean float32"][0], 1),
+        "lean_float16_decode_tok_s": round(speeds["lean float16"][0], 1),
         "lean_int8_decode_tok_s": round(speeds["lean int8"][0], 1),
         "prefill_tok_s": round(speeds[product][1], 1),
         "ttft_s_cold": round(ttft_cold, 3),

@@ -325,7 +325,7 @@ class Controller:
         mass = torch.zeros(length + gen.max_new_tokens + 1) if spans else None
         # what the logits processors see: the prompt's ids, as in generate (none after a soft prefix)
         seen = prompt[None].clone() if embeds is None else torch.zeros(1, 0, dtype=torch.long)
-        fed, int8 = 0, gen.decode_weights == "int8"
+        fed = 0
         for step in range(gen.max_new_tokens):
             scores = processors(seen, logits[None])
             if forced:
@@ -340,10 +340,10 @@ class Controller:
             if (token in self._eos or cancel.is_set() or report.new_tokens == gen.max_new_tokens
                     or (forced and step == len(forced) - 1)):
                 break
-            logits = lean.forward(cache, ids=torch.tensor([token]), int8=int8, attention_mass=mass)
+            logits = lean.forward(cache, ids=torch.tensor([token]), weights=gen.decode_weights, attention_mass=mass)
             fed += 1
         if spans and report.new_tokens and not cancel.is_set():  # the reply's last token attends too
-            lean.forward(cache, ids=torch.tensor([token]), int8=int8, attention_mass=mass, logits=False)
+            lean.forward(cache, ids=torch.tensor([token]), weights=gen.decode_weights, attention_mass=mass, logits=False)
             fed += 1
         streamer.end()
         report.prompt_tokens, report.reused_tokens = length, reused

@@ -4,8 +4,9 @@ transformers' `generate` spends most of a 135M model's decode step in Python: mo
 calls, cache objects, mask building and logits processing around ~400 small matmuls.
 This reads the same weights (the merged adapter, the grown-token rows as they are at
 each call) through fused matrices and a fixed cache, so a step is a dozen tensor ops
-per layer. Weight-only int8 (one scale per output row, torch's `_weight_int8pack_mm`)
-optionally halves the bytes a decode step streams again; prefill stays float32.
+per layer. A decode step may instead read low-precision copies of the matrices, which
+halve (float16) or quarter (weight-only int8, one scale per output row, torch's
+`_weight_int8pack_mm`) the bytes it streams; prefill stays float32.
 """
 
 from __future__ import annotations
@@ -37,10 +38,10 @@ class _Layer:
         self.o = attn.o_proj.weight
         self.gate_up = _fuse(mlp.gate_proj, mlp.up_proj)
         self.down = mlp.down_proj.weight
-        self.int8: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.copies: dict[str, Weights] = {}  # the decode step's low-precision copies, by matrix name
 
-    def quantize(self) -> None:
-        self.int8 = {name: _quantize(getattr(self, name)) for name in ("qkv", "o", "gate_up", "down")}
+    def compress(self, weights: str) -> None:
+        self.copies = {name: _compress(getattr(self, name), weights) for name in ("qkv", "o", "gate_up", "down")}
 
 
 def _fuse(*linears: nn.Linear) -> torch.Tensor:
@@ -55,11 +56,25 @@ def _fuse(*linears: nn.Linear) -> torch.Tensor:
     return fused
 
 
-def _quantize(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Symmetric int8 per output row. weight: [O, I] -> ([O, I] int8, [O] bfloat16 scales)."""
+# A low-precision copy of a [O, I] matrix: float16 [O, I], or int8 [O, I] with [O] bfloat16 row scales.
+Weights = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
+DECODE_WEIGHTS = ("float32", "float16", "int8")
+
+
+def _compress(weight: torch.Tensor, weights: str) -> Weights:
+    """weight: [O, I] float32 -> its copy in `weights` ("float16", or "int8": symmetric, one scale per row)."""
+    if weights == "float16":
+        return weight.to(torch.float16)
     scale = weight.float().abs().amax(dim=1).clamp(min=1e-8) / 127.0
     q = torch.round(weight.float() / scale[:, None]).clamp(-127, 127).to(torch.int8)
     return q, scale.to(torch.bfloat16)
+
+
+def _linear(x: torch.Tensor, copy: Weights) -> torch.Tensor:
+    """x: [T, I] float32 through a low-precision copy -> [T, O] float32."""
+    if isinstance(copy, tuple):
+        return torch.ops.aten._weight_int8pack_mm(x.to(torch.bfloat16), *copy).float()
+    return F.linear(x.to(copy.dtype), copy).float()
 
 
 class LeanLlama:
@@ -68,9 +83,9 @@ class LeanLlama:
     Args:
         model: a llama-architecture causal LM (`supports(model)`), float32, on the CPU, in
             eval mode. Its linear layers' weights become views of the fused matrices.
-        base_rows: rows of the output layer that never change (the base vocabulary); int8
-            decoding quantizes them once and reads the rows after them (grown tokens) in
-            float32 at each call.
+        base_rows: rows of the output layer that never change (the base vocabulary); a
+            low-precision decode step copies them once and reads the rows after them
+            (grown tokens) in float32 at each call.
     """
 
     def __init__(self, model: PreTrainedModel, *, base_rows: int) -> None:
@@ -83,7 +98,8 @@ class LeanLlama:
         decoder = model.get_decoder()
         self.layers = [_Layer(block) for block in decoder.layers]
         self.final_norm = decoder.norm.weight
-        self.head_int8: tuple[torch.Tensor, torch.Tensor] | None = None  # made on the first int8 step
+        self.compressed: str = "float32"  # the precision the copies below are in
+        self.head_copy: Weights | None = None  # the base rows of the output layer, made with the layers' copies
         self.state: torch.Tensor | None = None  # [H], kept by forward(state_after=...)
         # The model's own rotary module, so cos/sin are bit-identical to its forward.
         positions = torch.arange(c.max_position_embeddings)[None]
@@ -95,12 +111,13 @@ class LeanLlama:
 
     @torch.inference_mode()
     def forward(self, cache: KVCache, *, ids: torch.Tensor | None = None, embeds: torch.Tensor | None = None,
-                int8: bool = False, attention_mass: torch.Tensor | None = None, logits: bool = True,
+                weights: str = "float32", attention_mass: torch.Tensor | None = None, logits: bool = True,
                 state_after: int | None = None) -> torch.Tensor | None:
         """Feed T new positions after `cache.length`; they join the cache.
 
         ids: [T] model token ids, or embeds: [T, H] input embeddings (a soft prefix).
-        int8: a one-position step reads weight-only int8 copies of the matrices.
+        weights: the precision a one-position step reads the matrices in (`DECODE_WEIGHTS`);
+            copies are made on the first such step and kept.
         attention_mass: [>= length + T] float32; with T == 1, the new position's attention
             weights, summed over layers and heads, are added to its first length + 1 entries.
         logits: False skips the output layer (a position fed only for its attention).
@@ -116,34 +133,42 @@ class LeanLlama:
             raise ValueError(f"{end} positions exceed the model's {self.cos.shape[0]}")
         cache.reserve(end)
         cos, sin = self.cos[start:end], self.sin[start:end]
-        quantized = steps == 1 and int8
-        if quantized and self.head_int8 is None:
-            self._quantize()
+        low = steps == 1 and weights != "float32"
+        if low and self.compressed != weights:
+            self._compress(weights)
         if state_after == 0:
             self.state = x[-1].clone()
+        mass = attention_mass[:end].clone() if low and attention_mass is not None else None
         for index, layer in enumerate(self.layers):
-            h = self._attention(layer, index, _rms(x, layer.in_norm, self.eps), cache, start, cos, sin, quantized, attention_mass)
+            h = self._attention(layer, index, _rms(x, layer.in_norm, self.eps), cache, start, cos, sin, low, attention_mass)
             x = x + h
-            gate, up = self._matmul(_rms(x, layer.post_norm, self.eps), layer, "gate_up", quantized).chunk(2, dim=-1)
-            x = x + self._matmul(F.silu(gate) * up, layer, "down", quantized)
+            gate, up = self._matmul(_rms(x, layer.post_norm, self.eps), layer, "gate_up", low).chunk(2, dim=-1)
+            x = x + self._matmul(F.silu(gate) * up, layer, "down", low)
             if state_after == index + 1:
                 self.state = x[-1].clone() if state_after < len(self.layers) else _rms(x[-1], self.final_norm, self.eps)
+        if low and not bool(torch.isfinite(x).all()):  # a float16 product overflowed: this step again in float32
+            if mass is not None:
+                attention_mass[:end] = mass
+            return self.forward(cache, ids=ids, embeds=embeds, attention_mass=attention_mass, logits=logits, state_after=state_after)
         cache.length = end
         new_ids = ids.tolist() if embeds is None else [-1] * steps
         cache.ids.extend(new_ids)
         cache.rows.update({i: embedding[i].clone() for i in new_ids if i >= self.base_rows and i not in cache.rows})
-        return self._logits(_rms(x[-1:], self.final_norm, self.eps), quantized)[0] if logits else None
+        return self._logits(_rms(x[-1:], self.final_norm, self.eps), low)[0] if logits else None
 
-    def _quantize(self) -> None:
+    def _compress(self, weights: str) -> None:
+        if weights not in DECODE_WEIGHTS:
+            raise ValueError(f"decode weights must be one of {DECODE_WEIGHTS}, not {weights!r}")
         for layer in self.layers:
-            layer.quantize()
-        self.head_int8 = _quantize(self.model.get_output_embeddings().weight[: self.base_rows])
+            layer.compress(weights)
+        self.head_copy = _compress(self.model.get_output_embeddings().weight[: self.base_rows], weights)
+        self.compressed = weights
 
     def _attention(self, layer: _Layer, index: int, x: torch.Tensor, cache: KVCache, start: int, cos: torch.Tensor,
-                   sin: torch.Tensor, quantized: bool, attention_mass: torch.Tensor | None) -> torch.Tensor:
+                   sin: torch.Tensor, low: bool, attention_mass: torch.Tensor | None) -> torch.Tensor:
         """Causal grouped-query attention of x ([T, H]) over the cache and itself; returns [T, H]."""
         steps, d = x.shape[0], self.head_dim
-        q, k, v = self._matmul(x, layer, "qkv", quantized).split([self.heads * d, self.kv_heads * d, self.kv_heads * d], dim=-1)
+        q, k, v = self._matmul(x, layer, "qkv", low).split([self.heads * d, self.kv_heads * d, self.kv_heads * d], dim=-1)
         q = _rotate(q.view(steps, self.heads, d).transpose(0, 1), cos, sin)  # [heads, T, d]
         k = _rotate(k.view(steps, self.kv_heads, d).transpose(0, 1), cos, sin)
         end = start + steps
@@ -160,22 +185,17 @@ class LeanLlama:
             mask = torch.ones(steps, end, dtype=torch.bool).tril(diagonal=start)
             out = F.scaled_dot_product_attention(q[None], keys[None], values[None], attn_mask=mask, enable_gqa=True)
             out = out[0].transpose(0, 1).reshape(steps, self.heads * d)
-        return self._matmul(out, layer, "o", quantized)
+        return self._matmul(out, layer, "o", low)
 
-    def _matmul(self, x: torch.Tensor, layer: _Layer, name: str, quantized: bool) -> torch.Tensor:
-        if quantized:
-            q, scale = layer.int8[name]
-            return torch.ops.aten._weight_int8pack_mm(x.to(torch.bfloat16), q, scale).float()
-        return F.linear(x, getattr(layer, name))
+    def _matmul(self, x: torch.Tensor, layer: _Layer, name: str, low: bool) -> torch.Tensor:
+        return _linear(x, layer.copies[name]) if low else F.linear(x, getattr(layer, name))
 
-    def _logits(self, x: torch.Tensor, quantized: bool) -> torch.Tensor:
+    def _logits(self, x: torch.Tensor, low: bool) -> torch.Tensor:
         """x: [1, H] -> [1, V] over the output layer's current rows."""
         head = self.model.get_output_embeddings().weight
-        if not quantized:
+        if not low:
             return F.linear(x, head)
-        q, scale = self.head_int8
-        base = torch.ops.aten._weight_int8pack_mm(x.to(torch.bfloat16), q, scale).float()
-        return torch.cat([base, F.linear(x, head[self.base_rows:])], dim=-1)
+        return torch.cat([_linear(x, self.head_copy), F.linear(x, head[self.base_rows:])], dim=-1)
 
 
 def _rms(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:

@@ -111,14 +111,39 @@ def vocab_merged_pieces(vocab, ids):
     return ids.shape[1] - len(vocab.merge(ids[0].tolist(), user="ann"))
 
 
-def test_int8_decoding_stays_close_to_float32(fresh_tiny):
+@pytest.mark.parametrize("weights", ["float16", "int8"])
+def test_low_precision_decoding_stays_close_to_float32(fresh_tiny, weights):
     lean = fresh_tiny.lean_path(LEAN)
     ids = fresh_tiny.chat_ids(messages("hello there"))[0]
-    exact, quantized = lean.new_cache(64), lean.new_cache(64)
+    exact, copied = lean.new_cache(64), lean.new_cache(64)
     lean.forward(exact, ids=ids)
-    lean.forward(quantized, ids=ids)
+    lean.forward(copied, ids=ids)
     a = lean.forward(exact, ids=ids[-1:])
-    b = lean.forward(quantized, ids=ids[-1:], int8=True)
-    assert not torch.equal(a, b)  # the int8 copies are what it read
-    assert torch.nn.functional.cosine_similarity(a, b, dim=0) > 0.99
-    assert reply(fresh_tiny, ids[None], dataclasses.replace(LEAN, decode_weights="int8"))[0]
+    b = lean.forward(copied, ids=ids[-1:], weights=weights)
+    assert not torch.equal(a, b)  # the low-precision copies are what it read
+    assert torch.nn.functional.cosine_similarity(a, b, dim=0) > (0.9999 if weights == "float16" else 0.99)
+    assert reply(fresh_tiny, ids[None], dataclasses.replace(LEAN, decode_weights=weights))[0]
+
+
+def test_a_float16_step_that_overflows_is_taken_again_in_float32(fresh_tiny):
+    lean = fresh_tiny.lean_path(LEAN)
+    ids = fresh_tiny.chat_ids(messages("hello there"))[0]
+    exact, copied = lean.new_cache(64), lean.new_cache(64)
+    lean.forward(exact, ids=ids[:-1])
+    lean.forward(copied, ids=ids[:-1])
+    lean.forward(copied, ids=ids[-1:], weights="float16")  # the copies exist
+    copied.crop(len(ids) - 1)
+    layer = lean.layers[0]
+    layer.copies["down"] = torch.full_like(layer.copies["down"], 60000.0)  # every product overflows float16
+    a = lean.forward(exact, ids=ids[-1:])
+    b = lean.forward(copied, ids=ids[-1:], weights="float16")
+    assert torch.isfinite(b).all() and torch.equal(a, b)
+    assert copied.length == exact.length and torch.equal(copied.keys[:, :, : copied.length], exact.keys[:, :, : exact.length])
+
+
+def test_unknown_decode_weights_are_refused(fresh_tiny):
+    lean = fresh_tiny.lean_path(LEAN)
+    cache = lean.new_cache(8)
+    lean.forward(cache, ids=torch.tensor([1, 2]))
+    with pytest.raises(ValueError, match="decode weights"):
+        lean.forward(cache, ids=torch.tensor([3]), weights="int4")
