@@ -126,7 +126,7 @@ def build_app(agent: Agent, *, auth: bool = False) -> gr.Blocks:
             return "Type your name in the Chat tab to see your memories.", [], None, "", [], [], status
         view = agent.memory_view(user)
         summary, neural = memory_tab.summaries(view, user)
-        return (summary, memory_tab.engram_rows(view.engrams), memory_tab.links_figure(view.engrams), neural,
+        return (summary, memory_tab.engram_rows(view.engrams, view.corrected), memory_tab.links_figure(view.engrams), neural,
                 memory_tab.write_rows(view.writes), memory_tab.read_rows(view.reads), status)
 
     def forget_one(name: str, engram_id: float | None, request: gr.Request) -> tuple:

@@ -82,6 +82,15 @@ def mentioned_words(text: str | None) -> set[str]:
     return {p for w in found for p in (w, *_PART.findall(w))} - {"s"}
 
 
+def word_forms(word: str) -> set[str]:
+    """A lowercased word and its plural or singular by a trailing "s" ("friday" <-> "fridays"):
+    the forms a cue matches in what was said."""
+    forms = {word, word + "s"}
+    if len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
+        forms.add(word[:-1])
+    return forms
+
+
 def split_sentences(text: str) -> list[str]:
     """The text's sentences, stripped, empty ones dropped."""
     return [s.strip() for line in text.splitlines() if line.strip() for s in _line_sentences(line) if s.strip()]

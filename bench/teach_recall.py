@@ -119,6 +119,7 @@ SYSTEMS = {
     "full_recency_unrelated": {"chat.note_recency_related": False},
     "full_sentence_notes": {"chat.note_message_sentences": 1},
     "full_topic_answer_words": {"chat.topic_answer_words": True},
+    "full_own_names": {"chat.note_message_names": False},
 }
 NAMES_FILE = ROOT.parent / "shared" / "data" / "names" / "names.txt"
 SIZES = (10, 50, 200)

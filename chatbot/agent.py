@@ -159,6 +159,7 @@ class Agent:
                 stats=neural.stats(user) if writes else {},
                 reads=reads[:10],
                 engram_store=memoria is not None,
+                corrected=self.turn.corrections(user),
             )
 
     def vocabulary_view(self, user: str) -> VocabularyView | None:

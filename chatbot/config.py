@@ -128,6 +128,9 @@ class ChatConfig:
     note_recency_margin: float = 0.15
     # ... but only those sharing a content word with the closest or the message: a later remark as vaguely close does not win
     note_recency_related: bool = True
+    # a statement names whom its message names ("Lieke is new. She works as a sound engineer."): lists and pronouns
+    # carry the names of the sentences around them; off: only the names in the statement itself count
+    note_message_names: bool = True
     # a statement this close (cosine) to an earlier one about the same people supersedes it as a note (a correction)
     note_link_similarity: float | None = 0.6
     # closeness with the message's names masked: finds the asked fact among a person's several but loses corrections

@@ -16,7 +16,7 @@ import torch
 from memory.chat_memory import SentenceStep
 from memory.engram_state import Engram
 from memory.memoria import Memoria
-from text import ADDRESS, FUNCTION_WORDS, has_digit, is_question, mentioned_words, split_sentences, words
+from text import ADDRESS, FUNCTION_WORDS, has_digit, is_question, mentioned_words, split_sentences, word_forms, words
 
 from .config import ChatConfig
 from .forget import STOP_WORDS
@@ -30,30 +30,41 @@ _NOT_NAMES = STOP_WORDS | {
 }
 
 
-def cue_words(text: str, names: Collection[str] = ()) -> tuple[str, ...]:
-    """The names and numbers a message mentions, lowercased: capitalized words (other
-    than question words and the like), digits, and words the user has used as names
-    (`names`, lowercased: "where does oriel live?"). A memory that mentions them is
-    recalled by them ("Where does Oriel live?" cues every sentence about Oriel)."""
+def _capitalized_names(sentence: str, common: Callable[[str], bool] | None) -> list[str]:
+    """The capitalized words a sentence uses as names, lowercased, in order: not question
+    words and the like, not a function word in capitals for emphasis ("AGAIN"), and at
+    the sentence's start, where every word is capitalized, not a `common` word (None:
+    any)."""
+    found = []
+    for k, w in enumerate(words(sentence)):
+        low = w.lower()
+        if not w[0].isupper() or low in _NOT_NAMES or (w.isupper() and len(w) > 1 and low in FUNCTION_WORDS):
+            continue
+        if k == 0 and common is not None and common(low):
+            continue
+        found.append(low)
+    return found
+
+
+def cue_words(text: str, names: Collection[str] = (), common: Callable[[str], bool] | None = None) -> tuple[str, ...]:
+    """The names and numbers a message mentions, lowercased, in order: capitalized words
+    (`_capitalized_names`; with `common`, "Quick one, ..." cues nothing), digits, and words
+    the user has used as names (`names`, lowercased: "where does oriel live?"). A memory
+    that mentions them is recalled by them ("Where does Oriel live?" cues every sentence
+    about Oriel)."""
+    capitalized = {n for sentence in split_sentences(text) for n in _capitalized_names(sentence, common)}
     cues: list[str] = []
     for w in words(text):
         low = w.lower()
-        if (has_digit(w) or w[0].isupper() or low in names) and low not in _NOT_NAMES and low not in cues:
+        if (has_digit(w) or low in capitalized or low in names) and low not in _NOT_NAMES and low not in cues:
             cues.append(low)
     return tuple(cues)
 
 
 def names_in(text: str, common: Callable[[str], bool]) -> set[str]:
-    """The words `text` uses as names, lowercased: capitalized words other than question
-    words and the like; at a sentence's start, where every word is capitalized, only
-    those that are not `common` words ("Oriel moved." names Oriel, "Correction: ..." nothing)."""
-    found = set()
-    for sentence in split_sentences(text):
-        for k, w in enumerate(words(sentence)):
-            low = w.lower()
-            if w[0].isupper() and low not in _NOT_NAMES and (k > 0 or not common(low)):
-                found.add(low)
-    return found
+    """The words `text` uses as names, lowercased (`_capitalized_names`): "Oriel moved."
+    names Oriel, "Correction: ..." nothing, "Her feet grew AGAIN." nothing."""
+    return {n for sentence in split_sentences(text) for n in _capitalized_names(sentence, common)}
 
 
 # Words by which a message says it corrects something it quotes ("Correction: 4471, not 7731.").
@@ -70,34 +81,70 @@ def value_words(text: str, common: Callable[[str], bool]) -> list[str]:
     return list(dict.fromkeys(found))
 
 
+# Calendar words: a day or month replaces a day or month, never a name ("deliver Wednesdays instead" is no new supplier).
+_CALENDAR = frozenset("""monday tuesday wednesday thursday friday saturday sunday mon tue tues wed thu thur thurs fri sat sun
+january february march april may june july august september october november december jan feb mar apr jun jul aug sep sept
+oct nov dec""".split())
+# "not X", "instead of X", "rather than X": the value said to be wrong.
+_NEGATED = re.compile(r"\b(?:not|instead of|rather than)\s+$", re.IGNORECASE)
+
+
+def _value_kind(word: str) -> str:
+    """What kind of value a value word is: "number", "date" (a day or month), "address" or "name"."""
+    if has_digit(word):
+        return "number"
+    if word.lower().rstrip("s") in _CALENDAR or word.lower() in _CALENDAR:
+        return "date"
+    return "address" if ADDRESS.fullmatch(word) else "name"
+
+
 def restated(statement: str, correction: str, common: Callable[[str], bool]) -> str | None:
     """`statement` as a later `correction` restates it, or None when it does not correct it.
 
-    A correction quotes values of the statement and gives as many new ones, pairwise of
-    the same form (a number for a number, a name for a name), with a word that says it
-    corrects ("not", "instead", "should be", "now", ...): each quoted value is replaced by
-    its new one, in order. "The boiler code is 7731." with "Correction: 4471, not 7731."
-    -> "The boiler code is 4471."; it need not name what it corrects, the quoted value does.
+    A correction quotes values of the statement and gives as many new ones of the same kind
+    (a number for a number, a day or month for a day or month, a name for a name), with a
+    word that says it corrects ("not", "instead", "should be", "now", ...): each quoted value
+    is replaced by the new one of its kind, in order. "The boiler code is 7731." with
+    "Correction: 4471, not 7731." -> "The boiler code is 4471."; it need not name what it
+    corrects, the quoted value does. A kind only quoted or only new is what the correction
+    is about, not a value it changes ("Kettleby rang: they deliver Wednesdays instead.");
+    where a kind has more quoted values than new ones, those said to be wrong ("not X") are
+    the changed ones ("Oriel moved to Quillmere, not Vantastad.").
     """
     if not _CORRECTING.search(correction):
         return None
     held = mentioned_words(statement)
     values = value_words(correction, common)
-    quoted = [v for v in values if v.lower() in held]
-    new = [v for v in values if v.lower() not in held]
-    if not quoted or len(quoted) != len(new) or any(has_digit(a) != has_digit(b) for a, b in zip(quoted, new)):
+    pairs: list[tuple[str, str]] = []
+    for kind in dict.fromkeys(_value_kind(v) for v in values):
+        quoted = [v for v in values if _value_kind(v) == kind and v.lower() in held]
+        new = [v for v in values if _value_kind(v) == kind and v.lower() not in held]
+        if quoted and new and len(quoted) > len(new):
+            quoted = [v for v in quoted if _NEGATED.search(correction[: correction.find(v)])]
+        if quoted and new and len(quoted) != len(new):
+            return None
+        pairs += zip(quoted, new)
+    if not pairs:
         return None
-    for old, value in zip(quoted, new):
+    for old, value in pairs:
         statement = re.sub(rf"(?<![^\W_]){re.escape(old)}(?![^\W_])", value, statement, flags=re.IGNORECASE)
     return statement
 
 
+def correctable(statements: Sequence[Engram], common: Callable[[str], bool]) -> list[Engram]:
+    """Those of `statements` that a later one may correct (`restated`): it says it corrects
+    and names a value they mention. A cheap filter before `correct_notes` over many."""
+    quoting = [(e.id, {w.lower() for w in value_words(e.text or "", common)})
+               for e in statements if _CORRECTING.search(e.text or "")]
+    return [e for e in statements if any(i > e.id and values & mentioned_words(e.text) for i, values in quoting)]
+
+
 def correct_notes(notes: Sequence[str], note_engrams: Sequence[int | None], later: Callable[[str, int], list[Engram]],
                   common: Callable[[str], bool], *, next_sentence: Callable[[Engram], str] = lambda e: "",
-                  limit: int = 8) -> tuple[list[str], list[list[str]]]:
+                  limit: int = 8) -> tuple[list[str], list[list[tuple[int, str]]]]:
     """Each note as the user's later corrections restate it (`restated`), one after another
     in the order they were said (a correction of the correction too), and the corrections
-    applied to each (at most `limit` a note).
+    applied to each, as (engram id, words that correct), at most `limit` a note.
 
     later(note, engram id): the user's statements newer than that engram that mention a
     value word of `note`, oldest first. next_sentence(engram): the sentence after it in the
@@ -106,14 +153,14 @@ def correct_notes(notes: Sequence[str], note_engrams: Sequence[int | None], late
     """
     out, applied = [], []
     for note, since in zip(notes, note_engrams):
-        used: list[str] = []
+        used: list[tuple[int, str]] = []
         while since is not None and len(used) < limit:
             found = _first_correction(note, later(note, since), common, next_sentence)
             if found is None:
                 break
             correction, text, note = found
             since = correction.id
-            used.append(text)
+            used.append((correction.id, text))
         out.append(note)
         applied.append(used)
     return out, applied
@@ -186,13 +233,16 @@ def rank_notes(
     link: float | None = None,  # cosine at which a later statement supersedes the closest earlier one naming the same people; None = off
     topic: Sequence[str] = (),  # the message's other content words (`text.topic_words`); () = names alone
     related: Collection[str] | None = None,  # the message's content words; None = every statement within `margin` is newest-first
+    context: Sequence[Collection[str]] | None = None,  # words of each candidate's message's other statements; None = own words only
 ) -> list[int]:
     """Candidate statements in the order they become notes: indices into `candidates`.
 
     candidates: (engram id, higher = newer; text; cosine closeness to the message).
-    Those that mention the most of `cues` (the message's names) come first: a question
+    Those that mention the most of `cues` (the message's names, in either number: `text.word_forms`) come first: a question
     about Oriel is answered from what was said about Oriel, not from the look-alike fact
-    about someone else that is closer. Among them, a statement at least `link` close to
+    about someone else that is closer. With `context`, a statement also names whom the
+    rest of its message names ("She works as a sound engineer." after "Lieke is new.").
+    Among them, a statement at least `link` close to
     the closest earlier one naming the same of them supersedes it ("Oriel moved to
     Quillmere." after "Oriel lives in Vantastad."): the two count as one statement, the
     newer, as close to the message as the closer of them and sharing as many of `topic`
@@ -206,7 +256,8 @@ def rank_notes(
     """
     held = [mentioned_words(text) for _, text, _ in candidates]
     named_set, topic_set = set(cues), set(topic)
-    mentions = [frozenset(h & named_set) for h in held]
+    naming = held if context is None else [h | set(c) for h, c in zip(held, context)]
+    mentions = [frozenset(c for c in named_set if word_forms(c) & h) for h in naming]
     named = [len(m) for m in mentions]
     most = max(named, default=0)
     top = sorted((i for i in range(len(candidates)) if named[i] == most), key=lambda i: candidates[i][0])
@@ -255,7 +306,7 @@ def cued_engrams(memoria: Memoria, user: str, cues: Sequence[str], steps: Sequen
     """Engrams recalled beside Memoria's remind: those mentioning the message's names, and
     those mentioning its `topic` words (up to `limit` each, the most shared first), and
     those holding the neural memory's reads; none in `skip`, all live."""
-    ids = memoria.mentioning(cues, user=user, limit=limit) if cues else []
+    ids = memoria.mentioning({f for c in cues for f in word_forms(c)}, user=user, limit=limit) if cues else []
     ids += memoria.mentioning(topic, user=user, limit=limit) if topic else []
     ids += [s.recall.source.engram for s in steps if s.recall and s.recall.source and s.recall.source.engram is not None]
     out: list[int] = []
@@ -271,6 +322,7 @@ def choose_notes(
     from_reads: bool,  # no engram store: the sentences holding the neural memory's reads come first
     topic: Sequence[str] = (),  # the message's topic words (`text.topic_words`), which rank statements after its names
     related: Collection[str] | None = None,  # the message's content words, for `rank_notes`; None = off
+    context: Callable[[list[Engram]], list[set[str]]] | None = None,  # engrams -> their messages' other words; None = off
 ) -> tuple[list[str], list[int | None]]:
     """Sentences to show the model, oldest first, and the engram each came from.
 
@@ -292,7 +344,8 @@ def choose_notes(
     ]
     order = rank_notes([(e.id, e.text, close) for _, e, close in eligible], cues, chat.note_recency_margin,
                        vectors=None if vectors is None else vectors[[k for k, _, _ in eligible]],
-                       link=chat.note_link_similarity, topic=topic, related=related)
+                       link=chat.note_link_similarity, topic=topic, related=related,
+                       context=None if context is None else context([e for _, e, _ in eligible]))
     for _, engram, _ in (eligible[i] for i in order):
         if len(chosen) >= chat.max_notes:
             break

@@ -40,7 +40,7 @@ from .controller import Controller, Generation
 from .forget import ForgetRequest, forget_request
 from .grounding import about_the_user, claimed_values, ungrounded
 from .memories import Memories
-from .notes import answer_words, choose_notes, correct_notes, cue_words, cued_engrams, unnamed_closeness, value_words
+from .notes import answer_words, choose_notes, correct_notes, correctable, cue_words, cued_engrams, unnamed_closeness, value_words
 from .prompt import NOT_TOLD_REPLIES, NOTES_HEADER, chat_messages
 
 # How many sentences before and after a note its message's other statements are looked for.
@@ -81,7 +81,7 @@ class TurnState:
     reminded_vectors: torch.Tensor | None = None  # [R, D] their unit vectors
     notes: list[str] = field(default_factory=list)  # the sentences put in the prompt, oldest first
     note_engrams: list[int | None] = field(default_factory=list)  # the engram each note came from
-    note_corrections: list[list[str]] = field(default_factory=list)  # per note, the later messages that restated it
+    note_corrections: list[list[tuple[int, str]]] = field(default_factory=list)  # per note, (engram, words) that restated it
     generation: Generation = field(default_factory=Generation)
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -119,7 +119,7 @@ class Turn:
             state.sentences = split_sentences(state.text) or [state.text.strip()]
             chat = self.cfg.chat
             names = self.memories.names(state.user) if chat.name_cues else ()
-            state.cues = cue_words(state.text, names) if chat.cue_limit > 0 else ()
+            state.cues = cue_words(state.text, names, self.memories.common_word) if chat.cue_limit > 0 else ()
             state.topic = tuple(topic_words(state.text, state.cues)) if chat.topic_cues and chat.cue_limit > 0 else ()
             if chat.name_cues:
                 self.memories.learn_names(state.user, state.text)
@@ -210,7 +210,8 @@ class Turn:
         state.notes, state.note_engrams = choose_notes(
             state.steps, state.reminded, state.closeness, state.cues, state.reminded_vectors, self.cfg.chat,
             from_reads=self.memories.memoria is None, topic=state.topic,
-            related=mentioned_words(state.text) if self.cfg.chat.note_recency_related else None)
+            related=mentioned_words(state.text) if self.cfg.chat.note_recency_related else None,
+            context=(lambda engrams: self._message_words(state.user, engrams)) if self.cfg.chat.note_message_names else None)
         if self.cfg.chat.note_message_sentences > 1 and self.memories.memoria is not None:
             state.notes = [self._in_its_message(state.user, note, engram) for note, engram in zip(state.notes, state.note_engrams)]
         retrieval = self.memories.retrieval
@@ -227,6 +228,30 @@ class Turn:
                 state.notes, state.note_engrams, lambda note, since: self._later_statements(state.user, note, since),
                 self.memories.common_word, next_sentence=lambda e: self._next_sentence(state.user, e))
         state.reply.memory = self._contribution(state)
+
+    def corrections(self, user: str) -> dict[int, tuple[int, str]]:
+        """Each statement a later one corrects (`correct_notes`): engram id -> (the last correcting engram, the
+        statement as corrected). Empty with quoted corrections or the engram store off."""
+        memoria = self.memories.memoria
+        if memoria is None or not self.cfg.chat.quoted_corrections:
+            return {}
+        statements = correctable([e for e in memoria.engrams(user) if e.text and not is_question(e.text)],
+                                 self.memories.common_word)
+        notes, applied = correct_notes([e.text for e in statements], [e.id for e in statements],
+                                       lambda note, since: self._later_statements(user, note, since),
+                                       self.memories.common_word, next_sentence=lambda e: self._next_sentence(user, e))
+        return {e.id: (used[-1][0], note) for e, note, used in zip(statements, notes, applied) if used}
+
+    def _message_words(self, user: str, engrams: list[Engram]) -> list[set[str]]:
+        """The words of the other statements of each engram's message (its neighbours by id with the same turn)."""
+        memoria = self.memories.memoria
+        if memoria is None or not engrams:
+            return [set() for _ in engrams]
+        near = sorted({i for e in engrams for i in range(max(e.id - _MESSAGE_REACH, 0), e.id + _MESSAGE_REACH + 1)})
+        around = [e for e in memoria.engrams(user, [i for i in near if memoria.is_live(i, user=user)])
+                  if e.text and not is_question(e.text)]
+        return [set().union(*(mentioned_words(a.text) for a in around
+                              if a.turn == e.turn and a.id != e.id and abs(a.id - e.id) <= _MESSAGE_REACH)) for e in engrams]
 
     def _in_its_message(self, user: str, note: str, engram: int | None) -> str:
         """The note with the nearest other statements of its message (chat.note_message_sentences in all, the
@@ -405,7 +430,8 @@ class Turn:
         soft_prefix = self.cfg.chat.soft_prefix
         return {
             "notes": state.notes,
-            "corrected": {n: c for n, c in zip(state.notes, state.note_corrections) if c},  # note -> the messages that restated it
+            # note -> the messages that restated it
+            "corrected": {n: [text for _, text in c] for n, c in zip(state.notes, state.note_corrections) if c},
             "reminded": [
                 {"id": e.id, "type": e.type.name.lower(), "text": e.text, "lifespan": round(e.lifespan, 2)} for e in state.reminded
             ],

@@ -20,6 +20,8 @@ class MemoryView:
     stats: dict  # the neural memory's counts and mean write strength
     reads: list[dict]  # the newest reads: question, word, confidence, source
     engram_store: bool = True  # false when Memoria is off in the config
+    # engram id -> (the later statement's engram that corrected it, the statement as corrected): what a note of it says
+    corrected: dict[int, tuple[int, str]] = field(default_factory=dict)
 
 
 @dataclass

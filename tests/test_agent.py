@@ -212,3 +212,18 @@ def test_a_conversations_next_turn_prefills_only_what_is_new(tiny_agent):
     tiny_agent.chat("alice", "and now?")
     last = json.loads(tiny_agent.store.db.execute("SELECT meta FROM turns ORDER BY id DESC").fetchone()[0])
     assert last["reused_tokens"] == 0
+
+
+def test_memory_tab_marks_a_statement_a_later_one_corrected(tmp_path, tiny_controller):
+    from ui.memory_tab import engram_rows
+
+    agent = make_agent(tmp_path, tiny_controller)
+    for text in ["The boiler code is 7731.", "The gate code is 1200.", "Correction: 4471, not 7731."]:
+        agent.chat("ann", text)
+    view = agent.memory_view("ann")
+    boiler, gate, correction = view.engrams
+    assert view.corrected == {boiler.id: (correction.id, "The boiler code is 4471.")}
+    rows = {row[0]: row[-1] for row in engram_rows(view.engrams, view.corrected)}
+    assert rows == {boiler.id: f"by #{correction.id}: The boiler code is 4471.", gate.id: "", correction.id: ""}
+    assert agent.memory_view("bob").corrected == {}  # another user's statements correct nothing of ann's
+    agent.close()

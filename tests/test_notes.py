@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from chatbot.config import ChatConfig
-from chatbot.notes import (answer_words, choose_notes, correct_notes, cue_words, names_in, rank_notes, restated, value_words,
+from chatbot.notes import (answer_words, choose_notes, correct_notes, correctable, cue_words, names_in, rank_notes, restated, value_words,
                            without_names)
 from memory.engram_state import Engram, EngramType
 from text import mentioned_words, topic_words
@@ -131,6 +131,10 @@ def test_a_name_the_user_has_used_cues_recall_also_in_lowercase():
     assert cue_words("where does oriel live?", names) == ("oriel",)
     assert cue_words("where does oriel live?") == ()
     assert cue_words("who lives in vantastad and where?", names) == ("vantastad",)
+    # a common word starting a sentence, or a function word in capitals for emphasis, names no one
+    common = {"quick", "need", "again"}.__contains__
+    assert cue_words("Quick one, what's Mila's teacher called AGAIN? Need to sign a form.", (), common) == ("mila",)
+    assert names_in("Mila's feet grew AGAIN, new shoes are 12.5.", common) == {"mila"}
     assert answer_words("where does oriel live?", ["Oriel moved to Quillmere."], names) == ["moved", "to", "Quillmere"]
     # no name asked: the notes about the question's topic words
     topic = topic_words("what is the boiler code?")
@@ -182,7 +186,12 @@ def test_value_words_are_numbers_codes_addresses_and_names():
         ("The boiler code is 7731.", "The shed code is 4471 and the boiler code is 7731.", None),
         ("The boiler code is 7731.", "Correction: the shed code is 4471.", None),
         ("The boiler code is 7731.", "Correction: 7731 is now Bram's code.", None),
-        ("Oriel lives in Vantastad.", "Oriel moved to Quillmere, not Vantastad.", None),  # two quoted, one new
+        ("Oriel lives in Vantastad.", "Oriel moved to Quillmere, not Vantastad.", "Oriel lives in Quillmere."),
+        ("Oriel lives in Vantastad.", "Oriel moved to Quillmere now, Vantastad was too loud.", None),  # none said wrong
+        # the quoted name is whom it is about, the new value a day: the day it does not quote is not changed
+        ("My tea supplier is Kettleby Leaf Traders and they deliver on Tuesdays.",
+         "Kettleby rang: from next week they deliver Wednesdays instead.", None),
+        ("The standup is on Monday at 9:15.", "Standup moved: Tuesday, not Monday.", "The standup is on Tuesday at 9:15."),
     ],
 )
 def test_a_correction_that_quotes_a_value_restates_the_statement(statement, correction, expected):
@@ -199,7 +208,7 @@ def test_notes_follow_their_corrections_in_order():
 
     notes, applied = correct_notes(["The boiler code is 7731.", "The gate code is 1200."], [0, 3], later, COMMON)
     assert notes == ["The boiler code is 4480.", "The gate code is 1200."]
-    assert applied == [["Correction: 4471, not 7731.", "Oops, not 4471, it's 4480."], []]
+    assert applied == [[(1, "Correction: 4471, not 7731."), (2, "Oops, not 4471, it's 4480.")], []]
 
 
 def test_a_sentence_that_only_quotes_the_old_value_corrects_with_the_next_sentence_of_its_message():
@@ -218,7 +227,7 @@ def test_a_sentence_that_only_quotes_the_old_value_corrects_with_the_next_senten
     notes, applied = correct_notes(["The boiler code is 7731.", "The gate code is 1200."], [0, 0], later, COMMON,
                                    next_sentence=next_sentence)
     assert notes == ["The boiler code is 4471.", "The gate code is 1200."]  # the next message is not the sentence's own
-    assert applied == [["Wait, 7731 was wrong. It's 4471."], []]
+    assert applied == [[(1, "Wait, 7731 was wrong. It's 4471.")], []]
     assert correct_notes(["The boiler code is 7731."], [0], later, COMMON)[0] == ["The boiler code is 7731."]
 
 
@@ -242,3 +251,22 @@ def test_the_agent_answers_from_the_note_as_a_later_message_corrected_it(tmp_pat
     other = list(agent.chat_stream("bob", "What is the boiler code?"))[-1]  # another user's corrections are not theirs
     assert not other.memory.get("corrected")
     agent.close()
+
+
+def test_a_cue_matches_its_plural_and_singular():
+    candidates = [(0, "Mila wants a unicorn cake.", 0.5), (1, "Friday pickup is 1:05 now.", 0.4)]
+    assert rank_notes(candidates, ["fridays"], 0.1)[0] == 1
+
+
+def test_a_statement_names_whom_its_message_names():
+    candidates = [(0, "Lieke lives in Utrecht.", 0.5), (1, "Bram works at the studio.", 0.55), (2, "She works as a sound engineer.", 0.6)]
+    assert rank_notes(candidates, ["lieke"], 0.05)[0] == 0  # alone, the pronoun's statement names no one
+    context = [set(), set(), {"lieke", "is", "new"}]
+    assert rank_notes(candidates, ["lieke"], 0.05, context=context)[:2] == [2, 0]
+    assert rank_notes(candidates, ["bram"], 0.05, context=context)[0] == 1
+
+
+def test_only_statements_a_later_correction_quotes_are_correctable():
+    said = [Engram(id=i, type=EngramType.SHORTTERM, text=t, turn=i, lifespan=1.0, age=0, fire_count=0, links={}) for i, t in
+            enumerate(["The boiler code is 7731.", "The gate code is 1200.", "Correction: 4471, not 7731.", "Bram has 7731 too."])]
+    assert [e.id for e in correctable(said, COMMON)] == [0]  # not what comes after the correction, nor what it does not quote

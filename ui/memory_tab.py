@@ -4,7 +4,7 @@ the neural memory's writes and reads, and what memory contributed to one reply."
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -13,15 +13,23 @@ from chatbot.views import MemoryView
 from memory.chat_memory import WriteRecord
 from memory.engram_state import Engram
 
-ENGRAM_COLUMNS = ["id", "type", "text", "lifespan", "age", "fire count", "links"]
+ENGRAM_COLUMNS = ["id", "type", "text", "lifespan", "age", "fire count", "links", "corrected"]
 WRITE_COLUMNS = ["id", "text", "value it points at", "beta", "status"]
 READ_COLUMNS = ["question", "recalled word", "confidence", "from"]
 
 
-def engram_rows(engrams: Sequence[Engram]) -> list[list]:
-    """ENGRAM_COLUMNS rows, newest first."""
+def engram_rows(engrams: Sequence[Engram], corrected: Mapping[int, tuple[int, str]] | None = None) -> list[list]:
+    """ENGRAM_COLUMNS rows, newest first; a statement a later one `corrected` shows what a note of it now says."""
+    corrected = corrected or {}
+
+    def correction(e: Engram) -> str:
+        if e.id not in corrected:
+            return ""
+        by, now = corrected[e.id]
+        return f"by #{by}: {now}"
+
     return [
-        [e.id, e.type.name.lower(), e.text or "", round(e.lifespan, 1), e.age, e.fire_count, len(e.links)]
+        [e.id, e.type.name.lower(), e.text or "", round(e.lifespan, 1), e.age, e.fire_count, len(e.links), correction(e)]
         for e in sorted(engrams, key=lambda e: -e.id)
     ]
 
@@ -71,7 +79,8 @@ def summaries(view: MemoryView, user: str) -> tuple[str, str]:
     types = Counter(e.type.name.lower() for e in view.engrams)
     engrams = (
         f"**{user}**: {len(view.engrams)} engrams in the engram store "
-        f"({types['working']} working, {types['shortterm']} short-term, {types['longterm']} long-term)"
+        f"({types['working']} working, {types['shortterm']} short-term, {types['longterm']} long-term; "
+        f"{len(view.corrected)} corrected by later statements)"
         if view.engram_store else "The engram store (Memoria) is off in this config."
     )
     stats = view.stats
