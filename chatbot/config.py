@@ -87,9 +87,9 @@ class GenerationConfig:
     reply_added_tokens: bool = True
     # "lean": the controller's own batch-1 loop over a fixed KV cache (llama models on the CPU; others fall back); "transformers": generate
     decode: Literal["lean", "transformers"] = "lean"
-    # precision of the matrices a lean decode step reads: "float16" streams half of float32's bytes, "int8"
-    # (weight-only, one scale per row) a quarter; prefill stays float32
-    decode_weights: Literal["float32", "float16", "int8"] = "float32"
+    # precision of the matrices a lean decode step reads: "float16" streams half of float32's bytes with the same
+    # recall (docs/benchmarks.md); "int8" (weight-only, one scale per row) a quarter but recalls less; prefill is float32
+    decode_weights: Literal["float32", "float16", "int8"] = "float16"
     # keys and values of each user's last prompt and reply, kept so their next turn prefills only what is new; 0 = off
     prefix_cache_mb: int = 512
     # a question's reply is "not told" when the not-told probe (model.not_told_probe) gives no note answering it more

@@ -16,7 +16,7 @@ from text import is_question
 from training.answerable import auroc, fit_logistic, last_states, probe_examples
 
 NAMES = ROOT.parent / "shared" / "data" / "names" / "names.txt"
-GEN = GenerationConfig(max_new_tokens=40, not_told_above=0.35)
+GEN = GenerationConfig(max_new_tokens=40, not_told_above=0.35, decode_weights="float32")  # compared with generate
 
 
 def messages(text):

@@ -1,3 +1,4 @@
+import dataclasses
 import threading
 
 import pytest
@@ -130,9 +131,11 @@ def test_generation_with_notes_and_no_bias_is_unchanged(tiny_controller):
 def test_span_attention_is_the_replys_mean_attention_to_each_span(tiny_controller):
     messages = [{"role": "system", "content": "Notes:\n- Oriel lives in Vantastad."}, {"role": "user", "content": "Where?"}]
     ids, spans = tiny_controller.prompt_ids(messages, ["Oriel lives in Vantastad.", "Where?"])
-    report = Generation()
-    reply = "".join(tiny_controller.generate(ids, gen=GREEDY, spans=spans, report=report))
+    report, default = Generation(), Generation()
+    exact = dataclasses.replace(GREEDY, decode_weights="float32")
+    reply = "".join(tiny_controller.generate(ids, gen=exact, spans=spans, report=report))
     assert reply and report.new_tokens > 0
+    assert "".join(tiny_controller.generate(ids, gen=GREEDY, spans=spans, report=default)) == reply
     # the reference: one plain forward pass over prompt and reply, eager attention, averaged the same way
     new = tiny_controller.tokenizer(reply, add_special_tokens=False)["input_ids"][: report.new_tokens]
     full = torch.cat([ids, torch.tensor([new])], dim=1)
@@ -147,6 +150,7 @@ def test_span_attention_is_the_replys_mean_attention_to_each_span(tiny_controlle
     rows = torch.stack([a[0] for a in attentions]).mean((0, 1))[-len(new):]  # [R, T]
     expected = [float(rows[:, a:b].sum(-1).mean()) for a, b in spans]
     assert report.span_attention == pytest.approx(expected, abs=1e-4)
+    assert default.span_attention == pytest.approx(expected, abs=1e-2)  # read by float16 decode steps
 
 
 def test_control_strings_in_user_text_stay_text(tiny_controller):

@@ -47,9 +47,32 @@ def test_greedy_generation_is_deterministic(real_controller):
                                       "My code is 4471. What is my code?"])
 def test_lean_float32_decoding_gives_generates_greedy_tokens(real_controller, question):
     ids = ask(real_controller, question)
-    long = GenerationConfig(max_new_tokens=64)
+    long = GenerationConfig(max_new_tokens=64, decode_weights="float32")
     plain = "".join(real_controller.generate(ids, gen=dataclasses.replace(long, decode="transformers")))
     assert "".join(real_controller.generate(ids, gen=long, user="lean-check")) == plain
+
+
+def test_float16_decode_steps_pick_float32s_next_tokens(real_controller):
+    """Along float32's greedy replies, a float16 step's top token is float32's at nearly every position."""
+    lean = real_controller.lean_path(GenerationConfig())
+    agree = total = 0
+
+    def follow() -> None:
+        nonlocal agree, total
+        for question in ["Tell me a long story about a dragon.", "How do rainbows form?", "My code is 4471. What is my code?"]:
+            ids = ask(real_controller, question)[0]
+            cache = lean.new_cache(ids.shape[0] + 50)
+            token = int(lean.forward(cache, ids=ids).argmax())
+            for _ in range(48):
+                step = torch.tensor([token])
+                b = lean.forward(cache, ids=step, weights="float16")
+                cache.crop(cache.length - 1)  # the float32 step replaces it: the replies followed are float32's
+                a = lean.forward(cache, ids=step)
+                agree, total = agree + int(a.argmax() == b.argmax()), total + 1
+                token = int(a.argmax())
+
+    real_controller.call(follow)
+    assert agree / total >= 0.97
 
 
 def test_soft_prefix_of_length_zero_changes_nothing(real_controller):
