@@ -6,6 +6,7 @@ import re
 from collections.abc import Iterable
 
 import pysbd
+import snowballstemmer
 
 # Addresses are one word each, whatever punctuation they hold: a value to copy whole.
 _URL = r"(?:https?://|www\.)[^\s<>\"']*[^\s<>\"'.,;:!?)\]]"
@@ -20,6 +21,7 @@ _PART = re.compile(r"[^\W_]+")
 # Okafor moved it to 9:15 a.m." is one sentence); addresses are hidden from it first,
 # since it ends a sentence at a URL's "?".
 _SEGMENTER = pysbd.Segmenter(language="en", clean=False, char_span=True)
+_STEMMER = snowballstemmer.stemmer("english")
 # Imperative questions: "Tell me where Oriel lives." asks as much as "Where does Oriel live?".
 # A question or request to tell, also after a spoken opener ("ok and what day does Ilka
 # get here", "wait whats the code") and without the apostrophe texting drops ("whats").
@@ -62,6 +64,12 @@ def topic_words(text: str, skip: Iterable[str] = ()) -> list[str]:
     words and `skip` ("What's the boiler code again?" -> boiler, code)."""
     skipped = set(skip)
     return list(dict.fromkeys(w for w in (x.lower() for x in WORD.findall(text)) if w not in FUNCTION_WORDS and w not in skipped))
+
+
+def word_stems(words: Iterable[str]) -> set[str]:
+    """The Snowball (Porter 2) stems of lowercased words: "parked" and "park", "appointments"
+    and "appointment" share one."""
+    return set(_STEMMER.stemWords(list(words)))
 
 
 def has_digit(word: str) -> bool:

@@ -120,6 +120,8 @@ SYSTEMS = {
     "full_sentence_notes": {"chat.note_message_sentences": 1},
     "full_topic_answer_words": {"chat.topic_answer_words": True},
     "full_own_names": {"chat.note_message_names": False},
+    "full_spell_base_pieces": {"generation.spell_base_pieces": True},
+    "full_word_overlap": {"chat.note_word_overlap": 0.2},
 }
 NAMES_FILE = ROOT.parent / "shared" / "data" / "names" / "names.txt"
 SIZES = (10, 50, 200)

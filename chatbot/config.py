@@ -81,6 +81,9 @@ class GenerationConfig:
     top_p: float = 0.9  # only used when sampling
     # logit on the next piece of a word the reply spells as a note does: the model ends invented names its own way
     note_spelling_bias: float = 5.0
+    # ... also after the word's base pieces when the user holds it as a grown token: a reply that starts the name in
+    # base pieces (" Mil") is nudged to finish it ("a") instead of ending it there ("Mil's swimming")
+    spell_base_pieces: bool = False
     # logit on the first piece of rare words of the notes naming whom a question asks about: else replies copy earlier answers
     note_answer_bias: float = 4.0
     # replies may emit grown tokens: a taught name is one token in the prompt and is copied as such; false = base pieces
@@ -123,6 +126,10 @@ class ChatConfig:
     # a note shows its sentence with the nearest statements of the same message, this many sentences in all (1 = alone):
     # memory keeps a message's sentences apart, and the answer often comes a sentence after the one recalled
     note_message_sentences: int = 3
+    # a statement's closeness gains this times the share of the message's content words (by stem) it holds: MiniLM's
+    # cosine weighs a rare shared word ("hydrology") little; 0 = cosine alone. At 0.2 more notes hold the answer but
+    # fewer replies give it (docs/benchmarks.md)
+    note_word_overlap: float = 0.0
     note_min_similarity: float | None = None  # a reminded engram is a note only if this close (cosine) to the message; off: name rules pick
     # statements within this cosine of the closest go newest first: a correction is as close as what it corrects, and later
     note_recency_margin: float = 0.15
@@ -149,7 +156,7 @@ class ChatConfig:
     soft_prefix: bool = False  # also prepend the neural memory's reads to the prompt's embeddings; the LM is not trained to read them
 
     def __post_init__(self) -> None:
-        at_least(self, max_message_chars=1, history_turns=0, history_drop=1, max_prompt_tokens=64, max_notes=0, cue_limit=0,
+        at_least(self, note_word_overlap=0.0, max_message_chars=1, history_turns=0, history_drop=1, max_prompt_tokens=64, max_notes=0, cue_limit=0,
                  note_message_sentences=1)
 
 

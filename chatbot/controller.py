@@ -187,8 +187,9 @@ class Controller:
         if gen.note_spelling_bias:
             for word in {w for note in notes for w in words(note)}:
                 for text in (" " + word, word):  # mid-reply, and at the reply's start
-                    ids = self._reply_ids(self.tokenizer(text, add_special_tokens=False)["input_ids"], gen, user)
-                    bias.update({tuple(ids[: k + 1]): gen.note_spelling_bias for k in range(1, len(ids))})
+                    base = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+                    for ids in {tuple(self._reply_ids(base, gen, user)), *([tuple(base)] if gen.spell_base_pieces else [])}:
+                        bias.update({ids[: k + 1]: gen.note_spelling_bias for k in range(1, len(ids))})
         if gen.note_answer_bias:
             for word in set(answer_words):
                 base = self.tokenizer(" " + word, add_special_tokens=False)["input_ids"]

@@ -16,7 +16,8 @@ import torch
 from memory.chat_memory import SentenceStep
 from memory.engram_state import Engram
 from memory.memoria import Memoria
-from text import ADDRESS, FUNCTION_WORDS, has_digit, is_question, mentioned_words, split_sentences, word_forms, words
+from text import (ADDRESS, FUNCTION_WORDS, has_digit, is_question, mentioned_words, split_sentences, topic_words, word_forms,
+                  word_stems, words)
 
 from .config import ChatConfig
 from .forget import STOP_WORDS
@@ -212,6 +213,16 @@ def unnamed_closeness(
     for k, vector in zip(about, vectors[1:]):
         out[k] = float(vector @ vectors[0])
     return out
+
+
+def word_overlap(text: str, statements: Sequence[str]) -> list[float]:
+    """The share of `text`'s content words (`text.topic_words`, by stem) each of `statements`
+    holds: "In which room is my Hydrology class?" shares "hydrology", "class" and "room"
+    with "The Hydrology class is in room C-381.", a rare word MiniLM's closeness weighs little."""
+    asked = word_stems(topic_words(text))
+    if not asked:
+        return [0.0] * len(statements)
+    return [len(asked & word_stems(mentioned_words(s))) / len(asked) for s in statements]
 
 
 def answer_words(text: str, notes: Sequence[str], names: Collection[str] = (), topic: Sequence[str] = ()) -> list[str]:

@@ -40,11 +40,10 @@ from .controller import Controller, Generation
 from .forget import ForgetRequest, forget_request
 from .grounding import about_the_user, claimed_values, ungrounded
 from .memories import Memories
-from .notes import answer_words, choose_notes, correct_notes, correctable, cue_words, cued_engrams, unnamed_closeness, value_words
+from .notes import answer_words, choose_notes, cue_words, cued_engrams, unnamed_closeness, word_overlap
 from .prompt import NOT_TOLD_REPLIES, NOTES_HEADER, chat_messages
+from .statements import Statements
 
-# How many sentences before and after a note its message's other statements are looked for.
-_MESSAGE_REACH = 8
 # The stages whose time is the memory's cost (the rest: vocabulary, generation, saving).
 MEMORY_STAGES = ("encode", "neural", "remind", "attention", "adjust", "consolidate")
 
@@ -107,6 +106,7 @@ class Turn:
     def __init__(self, cfg: Config, controller: Controller, memories: Memories) -> None:
         self.cfg, self.controller, self.memories = cfg, controller, memories
         self.store = memories.store
+        self.statements = Statements(memories.memoria, memories.common_word, cfg.chat) if memories.memoria is not None else None
 
     def run(self, state: TurnState) -> Iterator[Reply]:
         """The turn, stage by stage; yields the reply as it grows, and once more when it is stored."""
@@ -197,6 +197,9 @@ class Turn:
             if self.cfg.chat.note_unnamed_closeness and state.cues:
                 state.closeness = unnamed_closeness(state.text, state.cues, [e.text for e in state.reminded], state.closeness,
                                                     self.memories.engram_vectors)
+            if self.cfg.chat.note_word_overlap:
+                shared = word_overlap(state.text, [e.text or "" for e in state.reminded])
+                state.closeness = [c + self.cfg.chat.note_word_overlap * s for c, s in zip(state.closeness, shared)]
 
     def _turn_engrams(self, state: TurnState) -> tuple[list[str], torch.Tensor]:
         """This turn's engrams: their texts and [1, W, D] vectors (a sentence each, or the whole message)."""
@@ -207,13 +210,15 @@ class Turn:
 
     def choose_notes(self, state: TurnState) -> None:
         """The notes for the prompt; with the retrieval baseline on, its finds join them."""
+        statements = self.statements
         state.notes, state.note_engrams = choose_notes(
             state.steps, state.reminded, state.closeness, state.cues, state.reminded_vectors, self.cfg.chat,
             from_reads=self.memories.memoria is None, topic=state.topic,
             related=mentioned_words(state.text) if self.cfg.chat.note_recency_related else None,
-            context=(lambda engrams: self._message_words(state.user, engrams)) if self.cfg.chat.note_message_names else None)
-        if self.cfg.chat.note_message_sentences > 1 and self.memories.memoria is not None:
-            state.notes = [self._in_its_message(state.user, note, engram) for note, engram in zip(state.notes, state.note_engrams)]
+            context=(lambda engrams: statements.message_words(state.user, engrams))
+            if statements is not None and self.cfg.chat.note_message_names else None)
+        if self.cfg.chat.note_message_sentences > 1 and statements is not None:
+            state.notes = [statements.in_its_message(state.user, note, engram) for note, engram in zip(state.notes, state.note_engrams)]
         retrieval = self.memories.retrieval
         if retrieval is not None:
             with state.stage("remind"):
@@ -223,64 +228,15 @@ class Turn:
                 state.notes = notes[: max(self.cfg.chat.max_notes, self.cfg.retrieval.top_k)]
                 state.note_engrams = [None] * len(state.notes)
                 retrieval.add(state.user, [t for t in state.sentences if not is_question(t)])
-        if self.cfg.chat.quoted_corrections and self.memories.memoria is not None:
-            state.notes, state.note_corrections = correct_notes(
-                state.notes, state.note_engrams, lambda note, since: self._later_statements(state.user, note, since),
-                self.memories.common_word, next_sentence=lambda e: self._next_sentence(state.user, e))
+        if self.cfg.chat.quoted_corrections and statements is not None:
+            state.notes, state.note_corrections = statements.corrected(state.user, state.notes, state.note_engrams)
         state.reply.memory = self._contribution(state)
 
     def corrections(self, user: str) -> dict[int, tuple[int, str]]:
-        """Each statement a later one corrects (`correct_notes`): engram id -> (the last correcting engram, the
-        statement as corrected). Empty with quoted corrections or the engram store off."""
-        memoria = self.memories.memoria
-        if memoria is None or not self.cfg.chat.quoted_corrections:
+        """Each statement a later one corrects (`Statements.corrections`); empty with quoted corrections or Memoria off."""
+        if self.statements is None or not self.cfg.chat.quoted_corrections:
             return {}
-        statements = correctable([e for e in memoria.engrams(user) if e.text and not is_question(e.text)],
-                                 self.memories.common_word)
-        notes, applied = correct_notes([e.text for e in statements], [e.id for e in statements],
-                                       lambda note, since: self._later_statements(user, note, since),
-                                       self.memories.common_word, next_sentence=lambda e: self._next_sentence(user, e))
-        return {e.id: (used[-1][0], note) for e, note, used in zip(statements, notes, applied) if used}
-
-    def _message_words(self, user: str, engrams: list[Engram]) -> list[set[str]]:
-        """The words of the other statements of each engram's message (its neighbours by id with the same turn)."""
-        memoria = self.memories.memoria
-        if memoria is None or not engrams:
-            return [set() for _ in engrams]
-        near = sorted({i for e in engrams for i in range(max(e.id - _MESSAGE_REACH, 0), e.id + _MESSAGE_REACH + 1)})
-        around = [e for e in memoria.engrams(user, [i for i in near if memoria.is_live(i, user=user)])
-                  if e.text and not is_question(e.text)]
-        return [set().union(*(mentioned_words(a.text) for a in around
-                              if a.turn == e.turn and a.id != e.id and abs(a.id - e.id) <= _MESSAGE_REACH)) for e in engrams]
-
-    def _in_its_message(self, user: str, note: str, engram: int | None) -> str:
-        """The note with the nearest other statements of its message (chat.note_message_sentences in all, the
-        following first), in order: memory keeps sentences apart, and the answer often comes a sentence later."""
-        memoria, most = self.memories.memoria, self.cfg.chat.note_message_sentences
-        if engram is None or not memoria.is_live(engram, user=user):
-            return note
-        (chosen,) = memoria.engrams(user, [engram])
-        # a message's sentences have consecutive ids; its questions are not shown
-        near = sorted(range(engram - _MESSAGE_REACH, engram + _MESSAGE_REACH + 1), key=lambda i: (abs(i - engram), i < engram))
-        around = {e.id: e for e in memoria.engrams(user, [i for i in near if i != engram and i >= 0 and memoria.is_live(i, user=user)])
-                  if e.turn == chosen.turn and e.text and not is_question(e.text)}
-        shown = [engram] + [i for i in near if i in around][: most - 1]
-        return " ".join(note if i == engram else around[i].text for i in sorted(shown))
-
-    def _later_statements(self, user: str, note: str, since: int) -> list[Engram]:
-        """The user's statements after engram `since` that mention a value word of `note`, oldest first."""
-        memoria = self.memories.memoria
-        values = [w.lower() for w in value_words(note, self.memories.common_word)]
-        ids = [i for i in memoria.mentioning(values, user=user, limit=self.cfg.chat.cue_limit) if i > since]
-        return [e for e in sorted(memoria.engrams(user, ids), key=lambda e: e.id) if e.text and not is_question(e.text)]
-
-    def _next_sentence(self, user: str, engram: Engram) -> str:
-        """The statement after `engram` in the same message ("" if none): a message's sentences get consecutive ids."""
-        try:
-            (after,) = self.memories.memoria.engrams(user, [engram.id + 1])
-        except ValueError:  # forgotten, or not yet written
-            return ""
-        return after.text if after.turn == engram.turn and after.text and not is_question(after.text) else ""
+        return self.statements.corrections(user)
 
     def generate(self, state: TurnState) -> Iterator[Reply]:
         """Stream the reply from the prompt with the notes (and the reads as a soft prefix when on)."""

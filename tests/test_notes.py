@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from chatbot.config import ChatConfig
-from chatbot.notes import (answer_words, choose_notes, correct_notes, correctable, cue_words, names_in, rank_notes, restated, value_words,
+from chatbot.notes import (answer_words, choose_notes, correct_notes, correctable, word_overlap, cue_words, names_in, rank_notes, restated, value_words,
                            without_names)
 from memory.engram_state import Engram, EngramType
 from text import mentioned_words, topic_words
@@ -270,3 +270,10 @@ def test_only_statements_a_later_correction_quotes_are_correctable():
     said = [Engram(id=i, type=EngramType.SHORTTERM, text=t, turn=i, lifespan=1.0, age=0, fire_count=0, links={}) for i, t in
             enumerate(["The boiler code is 7731.", "The gate code is 1200.", "Correction: 4471, not 7731.", "Bram has 7731 too."])]
     assert [e.id for e in correctable(said, COMMON)] == [0]  # not what comes after the correction, nor what it does not quote
+
+
+def test_word_overlap_is_the_share_of_the_questions_content_words_by_stem():
+    statements = ["The Hydrology class is in room C-381.", "I parked on level 6.", "Nothing in common here."]
+    assert word_overlap("In which room is my Hydrology class?", statements) == [1.0, 0.0, 0.0]
+    assert word_overlap("Which level did I park on?", statements)[1] == 1.0  # "park" is "parked"'s stem
+    assert word_overlap("How are you?", statements) == [0.0, 0.0, 0.0]  # no content word asked

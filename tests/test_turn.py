@@ -193,15 +193,18 @@ def test_a_correction_phrased_far_from_the_question_is_the_note(tmp_path, tiny_c
 
 
 @pytest.mark.parametrize(
-    ("unnamed", "margin", "pet_note"),
+    ("unnamed", "margin", "overlap", "pet_note"),
     [
-        (True, 0.1, "Kedar looks after a rabbit named Peliavale."),
-        # with the name in, every statement about Kedar is about as close: the newest within 0.15 wins
-        (False, 0.15, "The place Kedar calls home is Halucrest."),
+        (True, 0.1, 0.0, "Kedar looks after a rabbit named Peliavale."),
+        # with the name in, every statement about Kedar is about as close: by cosine alone the newest within 0.15 wins
+        (False, 0.15, 0.0, "The place Kedar calls home is Halucrest."),
+        # ... the shared word ("name" in "named") lifts the one asked about
+        (False, 0.15, 0.2, "Kedar looks after a rabbit named Peliavale."),
     ],
 )
-def test_of_several_facts_about_someone_the_note_is_the_one_asked_about(tmp_path, tiny_controller, unnamed, margin, pet_note):
-    agent = make_agent(tmp_path, tiny_controller, chat__note_recency_margin=margin, chat__note_unnamed_closeness=unnamed)
+def test_of_several_facts_about_someone_the_note_is_the_one_asked_about(tmp_path, tiny_controller, unnamed, margin, overlap, pet_note):
+    agent = make_agent(tmp_path, tiny_controller, chat__note_recency_margin=margin, chat__note_unnamed_closeness=unnamed,
+                       chat__note_word_overlap=overlap)
     for text in ["Kedar is on the staff of Sileholm.", "Kedar looks after a rabbit named Peliavale.",
                  "The place Kedar calls home is Halucrest.", "The code of Kedar's locker is 4417."]:
         agent.chat("ann", text)

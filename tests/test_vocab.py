@@ -236,6 +236,11 @@ def test_replies_to_a_user_never_emit_another_users_tokens(tiny_cfg, tokenizer):
     biases = controller.note_bias(["Oriel moved to Quillmere."], ["Quillmere"], replace(gen, note_spelling_bias=4.0, note_answer_bias=4.0),
                                   "bob")
     assert biases and all(i < vocab.base_size for key in biases for i in key)
+    # ann holds " Quillmere" whole; with spell_base_pieces a reply that starts it in base pieces is nudged to finish it
+    pieces = tuple(tokenizer(" Quillmere", add_special_tokens=False)["input_ids"])
+    spelling = replace(gen, note_spelling_bias=4.0, note_answer_bias=0.0)
+    assert pieces[:2] not in controller.note_bias(["Oriel moved to Quillmere."], [], spelling, "ann")
+    assert controller.note_bias(["Oriel moved to Quillmere."], [], replace(spelling, spell_base_pieces=True), "ann")[pieces[:2]] == 4.0
 
 
 def test_a_users_repetitive_messages_never_prune_another_users_tokens(tokenizer):
