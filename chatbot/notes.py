@@ -94,7 +94,7 @@ def _value_kind(word: str) -> str:
     """What kind of value a value word is: "number", "date" (a day or month), "address" or "name"."""
     if has_digit(word):
         return "number"
-    if word.lower().rstrip("s") in _CALENDAR or word.lower() in _CALENDAR:
+    if word_forms(word.lower()) & _CALENDAR:
         return "date"
     return "address" if ADDRESS.fullmatch(word) else "name"
 

@@ -38,8 +38,8 @@ class Statements:
         if not engrams:
             return []
         near = sorted({i for e in engrams for i in range(max(e.id - MESSAGE_REACH, 0), e.id + MESSAGE_REACH + 1)})
-        around = [a for a in self._live(user, near) if a.text and not is_question(a.text)]
-        return [set().union(*(mentioned_words(a.text) for a in around
+        around = [(a, mentioned_words(a.text)) for a in self._live(user, near) if a.text and not is_question(a.text)]
+        return [set().union(*(said for a, said in around
                               if a.turn == e.turn and a.id != e.id and abs(a.id - e.id) <= MESSAGE_REACH)) for e in engrams]
 
     def in_its_message(self, user: str, note: str, engram: int | None) -> str:
