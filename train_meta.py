@@ -182,7 +182,8 @@ def adapter_stage(cfg: TrainingConfig, accelerator: Accelerator) -> Stage:
                                  seed=mt.seed, split="train", reply_of=replies, history_turns=at.history_turns,
                                  babi_file=babi, babi_share=at.babi_share, paraphrase_share=at.paraphrase_share,
                                  crowded_share=at.crowded_share, other_fact_share=at.other_fact_share,
-                                 breadth_share=at.breadth_share)
+                                 breadth_share=at.breadth_share, breadth_chatty=at.breadth_chatty,
+                                 message_sentences=at.message_sentences)
     data = [_tokenized(tokenizer, e.messages, e.reply) for e in examples]
     layers = controller.model.config.num_hidden_layers
     lora = adapter_config(rank=at.rank, alpha=at.alpha, dropout=at.dropout, targets=at.targets,
@@ -206,7 +207,7 @@ def adapter_stage(cfg: TrainingConfig, accelerator: Accelerator) -> Stage:
         scores = score_adapter(model, controller, cfg, names, replies)
         record.update(dialogues=at.dialogues, examples=len(examples), paraphrase_share=at.paraphrase_share,
                       crowded_share=at.crowded_share, other_fact_share=at.other_fact_share, breadth_share=at.breadth_share,
-                      lora=lora, validation=scores)
+                      breadth_chatty=at.breadth_chatty, message_sentences=at.message_sentences, lora=lora, validation=scores)
         path = Path(mt.export_path)
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save({"config": lora, "state_dict": state, "record": record}, path)
@@ -297,7 +298,8 @@ def answerable_stage(cfg: TrainingConfig, config_path: str) -> dict:
                                             ("val", at.val_dialogues, at.val_conversations)):
         examples = probe_examples(split, names, cfg.chat.system_prompt, dialogues=dialogues, conversations=conversations,
                                   seed=mt.seed + (split == "val"), not_told_rate=at.not_told_rate,
-                                  other_fact_share=at.other_fact_share, general_share=at.general_share)
+                                  other_fact_share=at.other_fact_share, general_share=at.general_share,
+                                  chatty=at.breadth_chatty, message_sentences=at.message_sentences)
         prompts = (controller.chat_ids(e.messages) for e in tqdm(examples, desc=f"states {split}"))
         data[split] = (last_states(controller.model, prompts), torch.tensor([e.kind == "not_told" for e in examples]),
                        torch.tensor([e.kind == "distilled" for e in examples]))

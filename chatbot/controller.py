@@ -20,7 +20,6 @@ import weakref
 from concurrent.futures import ThreadPoolExecutor
 from bisect import bisect_right
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from typing import TypeVar
 
 import torch
@@ -29,7 +28,6 @@ from transformers import (
     PreTrainedModel,
     PreTrainedTokenizerBase,
     SequenceBiasLogitsProcessor,
-    StoppingCriteria,
     StoppingCriteriaList,
     SuppressTokensLogitsProcessor,
     TemperatureLogitsWarper,
@@ -43,42 +41,15 @@ from vocab import ElasticVocab
 
 from . import lean_llama
 from .config import GenerationConfig, ModelConfig
+from .generation import BarredOpenings, Cancelled, Generation
 from .kv_cache import UserCaches
 from .lean_llama import LeanLlama
 from .answerable import AnswerProbe, file_digest
 from .loading import LoadReport, load_model, model_tag
-from .prompt import NOT_TOLD_REPLIES
+from .prompt import ACKNOWLEDGEMENTS, CORRECTION_ACKNOWLEDGEMENTS, NOT_TOLD_REPLIES
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-@dataclass
-class Generation:
-    """What one `generate` call did, filled in when its stream ends."""
-
-    prompt_tokens: int = 0  # as the model read them: grown tokens merged, soft prefix included
-    reused_tokens: int = 0  # of those, how many the user's cache from their last turn already held
-    new_tokens: int = 0
-    # per requested span: the attention mass the reply's tokens put on it, averaged over
-    # layers, heads and reply tokens (what the paper's lifespan reward is made of)
-    span_attention: list[float] = field(default_factory=list)
-    seconds: float = 0.0  # prefill and decoding
-    first_token_seconds: float = 0.0  # from the call until the first new token is known
-    attention_seconds: float = 0.0  # transformers' path only: the extra pass that measures span attention
-    path: str = ""  # "lean" or "transformers"
-    not_told_probability: float | None = None  # the not-told probe's P(no note answers the question); None: not scored
-    not_told: bool = False  # the reply is the adapter's "not told", chosen by that probability
-
-
-class _Cancelled(StoppingCriteria):
-    """Stops generation when the consumer of a stream goes away."""
-
-    def __init__(self, event: threading.Event) -> None:
-        self.event = event
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs) -> bool:
-        return self.event.is_set()
 
 
 class Controller:
@@ -108,6 +79,9 @@ class Controller:
         self._lean: LeanLlama | None = None  # built on the first lean generation (it re-views the model's weights)
         self._caches = UserCaches(0)
         self.probe: AnswerProbe | None = None  # whether any note answers a question (chatbot/answerable.py)
+        # the first words of the adapter's acknowledgements, as token ids: no reply to a question opens with one
+        self._acknowledging = sorted({tuple(tokenizer(words(a)[0], add_special_tokens=False)["input_ids"])
+                                      for a in ACKNOWLEDGEMENTS + CORRECTION_ACKNOWLEDGEMENTS})
         eos = model.generation_config.eos_token_id
         self._eos = set(eos if isinstance(eos, list) else [tokenizer.eos_token_id if eos is None else eos])
 
@@ -281,13 +255,17 @@ class Controller:
             self._lean = LeanLlama(self.model, base_rows=base)
         return self._lean
 
-    def _processors(self, gen: GenerationConfig, bias: dict[tuple[int, ...], float], barred: list[int]) -> LogitsProcessorList:
-        """The logits processors `generate` would build for these settings, in its order."""
+    def _processors(self, gen: GenerationConfig, bias: dict[tuple[int, ...], float], barred: list[int],
+                    openings: list[tuple[int, ...]], prompt_length: int) -> LogitsProcessorList:
+        """The logits processors `generate` would build for these settings, in its order, then one barring
+        `openings` at the start of the reply, which follows `prompt_length` ids."""
         processors = LogitsProcessorList()
         if bias:
             processors.append(SequenceBiasLogitsProcessor(sequence_bias=bias))
         if barred:
             processors.append(SuppressTokensLogitsProcessor(barred))
+        if openings:
+            processors.append(BarredOpenings([list(o) for o in openings], prompt_length))
         if gen.do_sample:  # its top_k comes from the model's generation config
             processors.append(TemperatureLogitsWarper(gen.temperature))
             if self.model.generation_config.top_k:
@@ -383,7 +361,8 @@ class Controller:
             answer_words: words of the notes a reply answering from them would hold (`note_bias`).
             user: whose reply it is: the prompt is merged into their grown tokens, and the
                 reply may emit those and never another user's (`barred_ids`).
-            asks: the message asks something: the not-told probe may make the reply "not told" (lean path).
+            asks: the message asks something: the reply opens with no acknowledgement, and the not-told probe
+                may make it "not told" (lean path).
         """
         gen = gen or GenerationConfig()
         report = report if report is not None else Generation()
@@ -394,7 +373,7 @@ class Controller:
             max_new_tokens=gen.max_new_tokens,
             do_sample=gen.do_sample,
             streamer=streamer,
-            stopping_criteria=StoppingCriteriaList([_Cancelled(cancel)]),
+            stopping_criteria=StoppingCriteriaList([Cancelled(cancel)]),
             pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
             return_dict_in_generate=True,
         )
@@ -412,12 +391,14 @@ class Controller:
                     moved = [(position(a), position(b - 1) + 1) if b > a else (0, 0) for a, b in spans]
                     # under the lock, so no other user's turn can grow or renumber added ids in between
                     bias, barred = self.note_bias(notes, answer_words, gen, user), self.barred_ids(gen, user)
+                    openings = self._acknowledging if asks and not gen.acknowledge_questions else []
                     if seed is not None:
                         torch.manual_seed(seed)
                     lean = self.lean_path(gen)
                     report.path = "lean" if lean is not None else "transformers"
                     if lean is not None:
-                        processors = self._processors(gen, bias, barred)
+                        shown = inputs["input_ids"].shape[1] if "input_ids" in inputs else 0  # none after a soft prefix
+                        processors = self._processors(gen, bias, barred, openings, shown)
                         self._lean_generate(lean, inputs, gen, processors, streamer, cancel, moved, user, report, started, asks)
                     else:
                         kwargs.update(inputs)
@@ -425,6 +406,9 @@ class Controller:
                             kwargs.update(sequence_bias=bias)
                         if barred:
                             kwargs.update(suppress_tokens=barred)
+                        if openings:  # generate's input_ids are the prompt's, or none after a soft prefix
+                            start = inputs["input_ids"].shape[1] if "input_ids" in inputs else 0
+                            kwargs.update(logits_processor=LogitsProcessorList([BarredOpenings([list(o) for o in openings], start)]))
                         output = self.model.generate(**kwargs)
                         report.prompt_tokens = next(iter(inputs.values())).shape[1]
                         report.new_tokens = output.sequences.shape[1] - (report.prompt_tokens if "input_ids" in inputs else 0)

@@ -12,6 +12,12 @@ NOTES_HEADER = "What the user told you earlier, oldest first:"
 # The adapter's replies when no note answers a question (its training targets); the first is
 # the reply the not-told probe gives above GenerationConfig.not_told_above.
 NOT_TOLD_REPLIES = ("I'm sorry, I don't remember you telling me that.", "You haven't told me that yet, as far as I remember.")
+# The adapter's replies to a statement and to a correction (its training targets); a reply to a
+# question never opens with one (GenerationConfig.acknowledge_questions).
+ACKNOWLEDGEMENTS = ("Got it, I'll remember that.", "Noted. I'll keep that in mind.", "Thanks, I've made a note of that.",
+                    "Understood, I'll remember it.")
+CORRECTION_ACKNOWLEDGEMENTS = ("Thanks for the update, I'll remember that.", "Got it, I've updated what I know.",
+                               "Noted, I'll remember the change.")
 
 
 def notes_message(notes: list[str]) -> str:

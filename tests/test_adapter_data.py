@@ -151,3 +151,23 @@ def test_a_not_told_example_shows_the_look_alike_chat_would_recall():
     said = ["I had pasta for lunch.", "For the record, the bin day is Monday.", "The gate code is 4417."]
     assert _most_like("hey, what's the market day?", said) == "For the record, the bin day is Monday."
     assert _most_like("What is my cat's name?", said) is None
+
+
+def test_a_broad_note_is_shown_with_its_message_as_chat_shows_it(names_file):
+    from training.adapter_data import _in_message, breadth_examples
+    from training.breadth import breadth_conversations
+
+    message = ["Long day today.", "The gate code is 4417.", "Better than last time!", "Ugh."]
+    assert _in_message("The gate code is 4417.", message, 1) == "The gate code is 4417."
+    assert _in_message("The gate code is 4417.", message, 3) == "Long day today. The gate code is 4417. Better than last time!"
+    assert _in_message("Ugh.", message, 2) == "Better than last time! Ugh."
+    conversation = breadth_conversations("train", names_file, 1, seed=4, facts=8)[0]
+
+    def notes(count: int) -> list[str]:
+        return [e.messages[-2]["content"] for e in breadth_examples(conversation, "S", random.Random(0), lambda p: "ok",
+                                                                    message_sentences=count) if e.kind == "answer"]
+
+    alone, in_message = notes(1), notes(3)
+    assert len(alone) == len(in_message)
+    assert all(a.count("\n- ") == b.count("\n- ") for a, b in zip(alone, in_message))  # the same notes
+    assert sum(map(len, in_message)) > sum(map(len, alone))  # some with the sentences around them

@@ -52,3 +52,13 @@ def test_conversations_are_reproducible_from_the_seed():
     b = breadth_conversations("test", NAMES, 2, seed=5)
     assert [t.text for c in a for t in c.turns] == [t.text for c in b for t in c.turns]
     assert [t.text for t in a[0].turns] != [t.text for t in a[1].turns]
+
+
+def test_chatter_wraps_a_share_of_teaching_messages_and_keeps_their_values():
+    plain = Breadth("train", NAMES).conversation(random.Random(5), "c")
+    chatty = Breadth("train", NAMES, chatty=1.0).conversation(random.Random(5), "c")
+    asked = [t for t in chatty.turns if t.kind in ("recall", "latest")]
+    assert asked and all(any(v in t.source for v in t.expect) for t in asked)  # the answer is still in what was said
+    taught = {t.source for t in asked}
+    assert not taught & {t.source for t in plain.turns if t.kind in ("recall", "latest")}  # every one is wrapped
+    assert all(t.source in [u.text for u in chatty.turns] for t in asked)

@@ -36,7 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from chatbot.prompt import NOT_TOLD_REPLIES, chat_messages
+from chatbot.prompt import ACKNOWLEDGEMENTS, CORRECTION_ACKNOWLEDGEMENTS, NOT_TOLD_REPLIES, chat_messages
 
 from text import is_question, split_sentences, topic_words
 
@@ -44,13 +44,8 @@ from .breadth import CHIT_CHAT, Breadth
 from .episodes import Episode, TeachRecall, load_babi
 from .frozen import Conversation, Turn
 
-ACKNOWLEDGE = [
-    "Got it, I'll remember that.", "Noted. I'll keep that in mind.", "Thanks, I've made a note of that.",
-    "Understood, I'll remember it.",
-]
-ACKNOWLEDGE_CORRECTION = [
-    "Thanks for the update, I'll remember that.", "Got it, I've updated what I know.", "Noted, I'll remember the change.",
-]
+ACKNOWLEDGE = list(ACKNOWLEDGEMENTS)
+ACKNOWLEDGE_CORRECTION = list(CORRECTION_ACKNOWLEDGEMENTS)
 ANSWER = {
     "home": ["{s} lives in {v}.", "You told me that {s} lives in {v}."],
     "work": ["{s} works at {v}.", "You told me that {s} works at {v}."],
@@ -205,7 +200,7 @@ def babi_examples(path: str | Path, system_prompt: str, rng: random.Random, coun
 
 
 def breadth_examples(conversation: Conversation, system_prompt: str, rng: random.Random, reply_of: Callable[[str], str], *,
-                     history_turns: int = 8, not_told_rate: float = 0.15) -> list[Example]:
+                     history_turns: int = 8, not_told_rate: float = 0.15, message_sentences: int = 1) -> list[Example]:
     """Adapter examples from one broad generated conversation (training/breadth.py), one per message.
 
     Notes, as chat recalls them: for a question, the sentence that answers it (a corrected
@@ -214,9 +209,12 @@ def breadth_examples(conversation: Conversation, system_prompt: str, rng: random
     taught one whose message is not in the shown history, the notes lack the answer but
     hold the earlier sentence most like the question when one shares a topic word (chat
     recalls "the bin day is Monday" when asked for the market day), and the reply says it
-    was not told. Statements are acknowledged, chit-chat gets the model's own reply.
+    was not told. Statements are acknowledged, chit-chat gets the model's own reply. Each
+    note is shown with the nearest other sentences of its message, `message_sentences` in
+    all, as chat shows it (chat.note_message_sentences).
     """
     said: list[str] = []  # sentences of statements so far
+    message_of: dict[str, list[str]] = {}  # a sentence -> the statement sentences of its message
     history: list[tuple[str, str]] = []
     out: list[Example] = []
     for turn in conversation.turns:
@@ -243,11 +241,21 @@ def breadth_examples(conversation: Conversation, system_prompt: str, rng: random
         else:
             reply, kind = rng.choice(ACKNOWLEDGE), "acknowledge"
         notes = sorted(set(notes), key=lambda n: said.index(n) if n in said else len(said))  # a restated note is the newest
+        notes = list(dict.fromkeys(_in_message(n, message_of.get(n, [n]), message_sentences) for n in notes))
         out.append(Example(chat_messages(system_prompt, notes, recent, turn.text), reply, kind, value))
         if not turn.kind:
-            said.extend(s for s in split_sentences(turn.text) if s not in said and not is_question(s))
+            statements = [s for s in split_sentences(turn.text) if not is_question(s)]
+            said.extend(s for s in statements if s not in said)
+            message_of.update((s, statements) for s in statements)
         history.append((turn.text, reply))
     return out
+
+
+def _in_message(sentence: str, message: list[str], count: int) -> str:
+    """`sentence` with the nearest other sentences of its `message`, `count` in all (the following first), in order."""
+    i = message.index(sentence)
+    near = sorted(range(len(message)), key=lambda j: (abs(j - i), j < i))[:count]
+    return " ".join(message[j] for j in sorted(near))
 
 
 def _answers(turn: Turn, sentence: str) -> bool:
@@ -317,12 +325,14 @@ def training_examples(
     reply_of: Callable[[str], str], distilled_share: float = 0.2, history_turns: int = 8,
     babi_file: str | Path | None = None, babi_share: float = 0.0, paraphrase_share: float = 0.0,
     crowded_share: float = 0.0, other_fact_share: float = 0.0, breadth_share: float = 0.0,
+    breadth_chatty: float = 0.0, message_sentences: int = 1,
 ) -> list[Example]:
     """The adapter's examples from `dialogues` generated dialogues of `split`, plus distilled
     ones and, with `babi_file` (bAbI task 1), a `babi_share` of bAbI questions; the
     dialogues' shares as `training_dialogue` takes them, `other_fact_share` as
     `dialogue_examples` does; a `breadth_share` of examples from broad generated
-    conversations of `split` (`breadth_examples`)."""
+    conversations of `split` (`breadth_examples`), a `breadth_chatty` share of their messages
+    wrapped in chatter, notes shown with `message_sentences` of their message."""
     gen = TeachRecall(split, names_file)
     rng = random.Random(seed)
     examples, said = [], []
@@ -335,10 +345,12 @@ def training_examples(
     count = int(distilled_share * len(examples) / (1 - distilled_share))
     examples += distilled_examples(general, said, system_prompt, reply_of, rng, count)
     if breadth_share > 0:
-        broad, wanted, extra = Breadth(split, names_file), int(breadth_share * len(examples) / (1 - breadth_share)), []
+        broad, extra = Breadth(split, names_file, chatty=breadth_chatty), []
+        wanted = int(breadth_share * len(examples) / (1 - breadth_share))
         while len(extra) < wanted:
             conversation = broad.conversation(random.Random(seed + len(extra)), "adapter")
-            extra += breadth_examples(conversation, system_prompt, rng, reply_of, history_turns=history_turns)
+            extra += breadth_examples(conversation, system_prompt, rng, reply_of, history_turns=history_turns,
+                                      message_sentences=message_sentences)
         examples += extra[:wanted]
     if babi_file is not None and babi_share > 0:
         examples += babi_examples(babi_file, system_prompt, rng, int(babi_share * len(examples) / (1 - babi_share)))

@@ -22,6 +22,8 @@ import string
 from dataclasses import dataclass
 from pathlib import Path
 
+from text import split_sentences
+
 from .episodes import CHAT, _split_of, read_names
 from .frozen import Conversation, Turn
 
@@ -106,6 +108,27 @@ CHIT_CHAT = CHAT + [
     "I'm trying to drink more water.", "Any tips for sleeping better?", "I started a puzzle with 1000 pieces.",
     "Why do cats purr?", "We had a fire drill at work.", "I bought new running shoes.",
 ]
+# chatter around a fact, as people write: a sentence before, a clause before or after, a sentence after
+OPEN_SENTENCE = [
+    "Long day today.", "Morning!", "Right, back to admin.", "Busy week ahead.", "Ok, random thing.", "Sorry for the late message.",
+    "Phew, finally home.", "Quick update.", "So, news.", "Weekend admin time.", "Hi again.", "Sorting my inbox today.",
+    "The post came early.", "Just got off the phone.", "Rainy morning here.", "Tiny thing.",
+]
+OPEN_CLAUSE = [
+    "Oh, and ", "ok so um ", "Anyway, ", "By the way, ", "One more thing: ", "Also ", "Honestly ", "Before I forget, ",
+    "So basically ", "Turns out ", "Right, ", "Hmm, so ", "Random, but ", "Oh yeah, ", "Speaking of which, ", "Apparently ",
+]
+ASIDE = [
+    " - I'm writing it here so I don't lose it", ", which is a relief", " (finally)", ", don't ask why", " - they told me this morning",
+    ", at least that's what the email says", ", I double-checked", " lol", " - long story", ", in case I need it later",
+    ", according to the letter", " - the receptionist insisted I note it", ", if I remember right", " :)", ", ugh",
+    " - better than before",
+]
+CLOSE_SENTENCE = [
+    "Better than last time!", "Such a hassle.", "Anyway, that's that.", "I'll need it next week.", "Ugh.", "Fingers crossed.",
+    "Don't let me forget it.", "Pretty happy about that.", "Weird, I know.", "More on that later.", "Long story.",
+    "It took ages to sort out.", "So that's settled.", "Can't believe it.", "Back to work now.", "Thanks!",
+]
 _FEW = {"weekday", "thing", "level"}  # kinds with too few values to split: common words, not invented content
 _MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
            "November", "December"]
@@ -147,9 +170,10 @@ class Breadth:
     Args:
         split: "train", "val" or "test".
         names_file: first names, one a line (../shared/data/names/names.txt).
+        chatty: share of teaching and correcting messages wrapped in chatter (a greeting, a filler, an aside).
     """
 
-    def __init__(self, split: str, names_file: str | Path) -> None:
+    def __init__(self, split: str, names_file: str | Path, *, chatty: float = 0.0) -> None:
         names = sorted({n.capitalize() for n in read_names(names_file, split)})
         self.split = split
         self.people = [n for n in names if _split_of(n) == split]
@@ -158,6 +182,8 @@ class Breadth:
         self.teach, self.compound, self.several = _quarters(TEACH, split), _quarters(COMPOUND, split), _quarters(SEVERAL, split)
         self.correct, self.correct_unnamed = _quarters(CORRECT, split), _quarters(CORRECT_UNNAMED, split)
         self.ask, self.chat = _quarters(ASK, split), _quarters(CHIT_CHAT, split)
+        self.chatter = [_quarters(t, split) for t in (OPEN_SENTENCE, OPEN_CLAUSE, ASIDE, CLOSE_SENTENCE)]
+        self.chatty = chatty
         self.taken = {n.lower() for n in names}
 
     def value(self, rng: random.Random, fact: Fact) -> tuple[str, tuple[str, ...]]:
@@ -234,10 +260,12 @@ class Breadth:
                 template = rng.choice(self.compound if rng.random() < 0.5 else self.several)
                 text = template.format(own=fact.phrase(), Own=fact.phrase(True), v=values[fact][0], own2=other.phrase(),
                                        Own2=other.phrase(True), v2=values[other][0])
-                source[fact] = source[other] = _tidy(text)
+                text = self._chatter(rng, _tidy(text), fact.owner)
+                source[fact] = source[other] = text
             else:
                 text = rng.choice(self.teach).format(own=fact.phrase(), Own=fact.phrase(True), v=values[fact][0])
-                source[fact] = _tidy(text)
+                text = self._chatter(rng, _tidy(text), fact.owner)
+                source[fact] = text
             turns.append(Turn(_tidy(text)))
         stale: dict[Fact, list[str]] = {f: [] for f in taught}
         for fact in rng.sample(taught, min(corrections, len(taught))):
@@ -248,9 +276,10 @@ class Breadth:
                 new = self.value(rng, fact)
             templates = self.correct_unnamed if rng.random() < 0.4 else self.correct
             text = rng.choice(templates).format(own=fact.phrase(), Own=fact.phrase(True), v=new[0], old=old)
+            text = self._chatter(rng, _tidy(text), fact.owner)
             stale[fact].append(old)
-            values[fact], source[fact] = new, _tidy(text)
-            turns.append(Turn(_tidy(text)))
+            values[fact], source[fact] = new, text
+            turns.append(Turn(text))
         turns.extend(Turn(c) for c in rng.sample(self.chat, 3))
         every_value = [v for f in taught for v in (values[f][0], *stale[f])]
         questions = [(f, "latest" if stale[f] else "recall") for f in taught] + [(f, "not_told") for f in never]
@@ -268,6 +297,24 @@ class Breadth:
                 turns.append(Turn(text, kind, (value, *also), tuple(stale[fact]), source[fact], after_restart=after,
                                   about=fact.phrase(True, reply=True)))
         return Conversation(name, False, turns)
+
+    def _chatter(self, rng: random.Random, text: str, owner: str) -> str:
+        """`text` wrapped, at the `chatty` share, in one or two pieces of chatter: a sentence before, a clause
+        before (the text's first letter lowered unless it starts a name `owner`), a clause before its final
+        full stop (one-sentence texts not ending in an abbreviation), a sentence after."""
+        if self.chatty <= 0 or rng.random() >= self.chatty:
+            return text
+        open_sentence, open_clause, aside, close_sentence = self.chatter
+        for where in sorted(rng.sample(range(4), rng.choice([1, 1, 2])), reverse=True):  # inner pieces first
+            if where == 0:
+                text = f"{rng.choice(open_sentence)} {text}"
+            elif where == 1 and not text.startswith(owner) and not text.startswith(("I ", "I'")):
+                text = rng.choice(open_clause) + text[0].lower() + text[1:]
+            elif where == 2 and text.endswith(".") and text.split()[-1].count(".") == 1 and len(split_sentences(text)) == 1:
+                text = text[:-1] + rng.choice(aside) + "."
+            elif where == 3:
+                text = f"{text} {rng.choice(close_sentence)}"
+        return text
 
     def _facts(self, rng: random.Random, count: int) -> list[Fact]:
         """`count` distinct facts: the user's, a few named people's and things'."""

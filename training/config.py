@@ -31,6 +31,8 @@ class AdapterTrainConfig:
     crowded_share: float = 0.0  # fraction of dialogues about few people, about three facts each; 0 = one person per fact
     other_fact_share: float = 0.0  # fraction of "not told" examples whose notes hold another fact of the asked person; 0 = none
     breadth_share: float = 0.0  # fraction of examples from broad generated conversations (training/breadth.py); 0 = none
+    breadth_chatty: float = 0.0  # share of their teaching messages wrapped in chatter (greetings, fillers, asides); 0 = none
+    message_sentences: int = 1  # a broad conversation's note shown with its message's nearest sentences, this many in all
     init: str = ""  # LoRA weights to start from (a checkpoint this stage wrote, same rank, targets and layers); "" = fresh
     eval_dialogues: int = 20  # val-split dialogues scored after training
     max_new_tokens: int = 48  # longest distilled base reply
@@ -48,6 +50,8 @@ class AnswerableTrainConfig:
     not_told_rate: float = 0.3  # share of answerable questions shown without their answer (label: not told)
     other_fact_share: float = 0.5  # share of those, in dialogues, shown another fact of the asked person instead
     general_share: float = 0.1  # general-knowledge questions among unrelated notes, as this share of the examples (label: answerable)
+    breadth_chatty: float = 0.0  # as the adapter's training: share of broad teaching messages wrapped in chatter
+    message_sentences: int = 1  # as the adapter's training: sentences of its message a broad note is shown with
     layers: str = "20,25,30"  # candidate states: after this many decoder layers (the last is normed)
     l2: str = "0.01,0.1,1.0"  # candidate L2 penalties of the logistic fit
 
