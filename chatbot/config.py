@@ -102,6 +102,9 @@ class GenerationConfig:
     # a reply to a question about the user's own world stating a number, code or address they never said is made up:
     # it becomes "not told" (chatbot/grounding.py)
     ground_values: bool = True
+    # a reply to a question asking "what time", "when" or "how many/much" that holds no clock time, date or quantity
+    # answers something else: it becomes "not told" (chatbot/grounding.py wrong_kind)
+    answer_kinds: bool = True
     # a reply to a question may open as the adapter acknowledges a statement ("Noted. I'll keep that in mind.");
     # false: those openings are barred at a question's first reply token
     acknowledge_questions: bool = False

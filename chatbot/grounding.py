@@ -6,12 +6,19 @@ wrote anywhere cannot be what they told: such a reply to a question about their 
 world is replaced by saying it was not told. Values are the reply's words holding a
 digit (numbers, codes, times, phone numbers, versions, amounts) and its e-mail and web
 addresses; names are left alone (a made-up name cannot be told from a common word).
+
+A reply must also hold a value of the kind its question asks for (`wrong_kind`): "what
+time" a clock time, "when" a date, day or time, "how many" or "how much" a quantity. The
+model, shown a note about something else, answers with whatever it holds ("Deepa's
+phone number is 10:50." passes, "Jonah's football training is TBC." does not).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Collection, Iterable
+
+from text import is_question, split_sentences
 
 # A whitespace-separated chunk holding a digit, or an address; trailing punctuation is not part of it.
 _VALUE = re.compile(r"[^\s]*\d[^\s]*|[\w.+-]+@[\w-]+(?:\.[\w-]+)+|\b[\w-]+\.(?:com|org|net|dev|io|gg|co|uk|de)\b(?:/\S*)?")
@@ -21,6 +28,47 @@ _DIGITS = re.compile(r"\d+")
 _FIRST_PERSON = re.compile(r"\b(i|me|my|mine|we|us|our|ours|i'm|i've|i'd)\b", re.IGNORECASE)
 # How the adapter's replies open when they answer from memory.
 _FROM_MEMORY = re.compile(r"^\s*(you told me|you said|your\b)", re.IGNORECASE)
+
+
+_NUMBER_WORDS = r"""zero one two three four five six seven eight nine ten eleven twelve thirteen fifteen twenty thirty forty
+fifty sixty seventy eighty ninety hundred thousand million dozen half couple few several none no""".split()
+_ORDINALS = """first second third fourth fifth sixth seventh eighth ninth tenth eleventh twelfth thirteenth fourteenth fifteenth
+sixteenth seventeenth eighteenth nineteenth twentieth thirtieth""".split()
+_CALENDAR = """monday tuesday wednesday thursday friday saturday sunday weekend weekday january february march april may june
+july august september october november december jan feb mar apr jun jul aug sep sept oct nov dec today tomorrow tonight
+yesterday morning afternoon evening night week month year day spring summer autumn fall winter christmas easter noon
+midnight next last ago soon later""".split()
+
+
+def _any_word(words: list[str]) -> str:
+    return r"\b(?:" + "|".join(words) + r")s?\b"
+
+
+_HOURS = "one two three four five six seven eight nine ten eleven twelve".split()
+_CLOCK = re.compile(r"\b\d{1,2}[:.h]\d{2}\b|\b\d{1,2}\s*(?:am|pm|a\.m\.|p\.m\.)|\b(?:noon|midday|midnight|o'clock)\b"
+                    r"|\b(?:quarter|half|\d+|twenty|ten|five)\s+(?:past|to)\b"
+                    r"|\b(?:" + "|".join(_HOURS) + r")\s+(?:thirty|fifteen|forty|in the (?:morning|afternoon|evening)|at night)\b",
+                    re.IGNORECASE)
+_QUANTITY = re.compile(r"\d|" + _any_word(_NUMBER_WORDS), re.IGNORECASE)
+_DATE = re.compile(r"\d|" + _any_word(_CALENDAR + _ORDINALS), re.IGNORECASE)
+# (what a question asks for, the value a reply to it must hold), first match wins
+_ASKED_KINDS = [
+    (re.compile(r"\b(?:at )?what time\b", re.IGNORECASE), _CLOCK),
+    # "when" among a question's first three words: later it opens a clause ("what does it mean when ...")
+    (re.compile(r"^\W*(?:[\w']+\W+){0,2}when\b|\b(?:what|which) (?:day|date)\b", re.IGNORECASE), _DATE),
+    (re.compile(r"\bhow (?:much|many|long|far|old|big|heavy|tall)\b|\b(?:price|cost|fee|phone number)\b", re.IGNORECASE), _QUANTITY),
+]
+
+
+def wrong_kind(message: str, reply: str) -> bool:
+    """Whether `reply` lacks a value of the kind the question in `message` asks for (a clock
+    time, a date or day, a quantity). Only the asking sentences are read: "when" in "I forgot it
+    when the postman asked" asks for nothing."""
+    for sentence in (s for s in split_sentences(message) if is_question(s)):
+        for asks, value in _ASKED_KINDS:
+            if asks.search(sentence):
+                return not value.search(reply)
+    return False
 
 
 def claimed_values(reply: str) -> list[str]:

@@ -38,7 +38,7 @@ from vocab import VocabEvent
 from .config import Config
 from .controller import Controller, Generation
 from .forget import ForgetRequest, forget_request
-from .grounding import about_the_user, claimed_values, ungrounded
+from .grounding import about_the_user, claimed_values, ungrounded, wrong_kind
 from .memories import Memories
 from .notes import answer_words, choose_notes, cue_words, cued_engrams, unnamed_closeness, word_overlap
 from .prompt import NOT_TOLD_REPLIES, NOTES_HEADER, chat_messages
@@ -264,6 +264,11 @@ class Turn:
                 state.reply.memory["made_up"] = {"values": made_up, "reply": state.reply.text}
                 state.reply.text = NOT_TOLD_REPLIES[0]
                 yield state.reply
+        if self.cfg.generation.answer_kinds and asks and state.reply.text.strip() not in NOT_TOLD_REPLIES \
+                and wrong_kind(state.text, state.reply.text):
+            state.reply.memory["wrong_kind"] = {"reply": state.reply.text}
+            state.reply.text = NOT_TOLD_REPLIES[0]
+            yield state.reply
         state.seconds["generate"] -= state.generation.attention_seconds
         state.seconds["attention"] = state.generation.attention_seconds
 

@@ -1,6 +1,6 @@
 """chatbot/grounding.py: which values a reply states, and whether the user ever said them."""
 
-from chatbot.grounding import about_the_user, claimed_values, ungrounded
+from chatbot.grounding import about_the_user, claimed_values, ungrounded, wrong_kind
 
 SAID = [
     "The staging box is 192.168.40.17, ssh on port 2222.",
@@ -41,3 +41,25 @@ def test_the_memory_panel_says_which_value_was_not_from_memory():
     shown = memory_markdown({"made_up": {"values": ["153-299-0999"], "reply": "Deepa's number is 153-299-0999."}})
     assert shown == ('**Not from memory:** the reply was "Deepa\'s number is 153-299-0999.", but you never said '
                      "153-299-0999; so it says it was not told")
+
+
+def test_a_reply_must_hold_a_value_of_the_kind_its_question_asks_for():
+    assert wrong_kind("What time is Jonah's football training?", "Jonah's football training is TBC.")
+    assert wrong_kind("How many parrots does Oriel keep?", "Oriel lives in Vantastad.")
+    assert wrong_kind("ok and when's the deadline now?", "The deadline is with the council.")
+    for question, reply in [("What time is it?", "It's 5:45pm."), ("what time does her train get in", "At quarter past six."),
+                            ("How many parrots does Oriel keep?", "Oriel keeps two parrots."),
+                            ("When is mum's birthday?", "It is on 23 April."), ("which day does Ilka get here", "On the twenty-first."),
+                            ("How much was the sofa?", "It was €480.")]:
+        assert not wrong_kind(question, reply), question
+    # only a question's asking words count: "when" opening a later clause, or a statement, asks for nothing
+    assert not wrong_kind("What does 'cheers' mean when people say it in a shop?", "It means thanks.")
+    assert not wrong_kind("Remind me what my landlady is called? I blanked when the postman asked.", "Mrs Bettencourt.")
+    assert not wrong_kind("The train leaves at 9:12. What a morning!", "Noted.")
+
+
+def test_the_memory_panel_says_a_reply_did_not_answer_what_was_asked():
+    from ui.memory_tab import memory_markdown
+
+    shown = memory_markdown({"wrong_kind": {"reply": "Jonah's training is TBC."}})
+    assert shown.startswith('**Not an answer:** the reply was "Jonah\'s training is TBC."')

@@ -282,3 +282,20 @@ def test_a_note_shows_its_sentence_with_the_next_statements_of_its_message(tmp_p
     alone.chat("ann", told)
     assert list(alone.chat_stream("ann", asked))[-1].memory["notes"] == ["Farewell drinks for Margarida last night."]
     alone.close()
+
+
+@pytest.mark.parametrize("on", [True, False])
+def test_a_reply_without_a_value_of_the_asked_kind_says_it_was_not_told(tmp_path, tiny_controller, on):
+    from chatbot.grounding import wrong_kind
+    from chatbot.prompt import NOT_TOLD_REPLIES
+
+    agent = make_agent(tmp_path, tiny_controller, generation__answer_kinds=on, generation__ground_values=False)
+    question = "How many parrots does Oriel keep?"
+    reply = list(agent.chat_stream("ann", question))[-1]
+    stored = agent.store.db.execute("SELECT reply FROM turns").fetchone()[0]
+    assert stored == reply.text
+    if on:  # the tiny model's babble holds no number: it is not an answer
+        assert reply.text == NOT_TOLD_REPLIES[0] and wrong_kind(question, reply.memory["wrong_kind"]["reply"])
+    else:
+        assert "wrong_kind" not in reply.memory and wrong_kind(question, reply.text)
+    agent.close()

@@ -115,6 +115,10 @@ def memory_markdown(memory: dict) -> str:
         values = ", ".join(made_up["values"])
         parts.append(f"**Not from memory:** the reply was \"{made_up['reply']}\", but you never said {values}; "
                      "so it says it was not told")
+    wrong = memory.get("wrong_kind")
+    if wrong:  # chatbot/grounding.py
+        parts.append(f"**Not an answer:** the reply was \"{wrong['reply']}\", which holds no value of the kind asked for "
+                     "(a time, a date, a quantity); so it says it was not told")
     for w in memory.get("writes", []):
         parts.append(f"**Written to the neural memory:** \"{w['text']}\" (points at \"{w['value']}\", beta {w['beta']:.2f})")
     reminded = memory.get("reminded", [])
