@@ -29,6 +29,7 @@ from transformers import (
     PreTrainedTokenizerBase,
     SequenceBiasLogitsProcessor,
     StoppingCriteriaList,
+    SuppressTokensAtBeginLogitsProcessor,
     SuppressTokensLogitsProcessor,
     TemperatureLogitsWarper,
     TextIteratorStreamer,
@@ -41,7 +42,7 @@ from vocab import ElasticVocab
 
 from . import lean_llama
 from .config import GenerationConfig, ModelConfig
-from .generation import BarredOpenings, Cancelled, Generation
+from .generation import Cancelled, Generation
 from .kv_cache import UserCaches
 from .lean_llama import LeanLlama
 from .answerable import AnswerProbe, file_digest
@@ -79,8 +80,10 @@ class Controller:
         self._lean: LeanLlama | None = None  # built on the first lean generation (it re-views the model's weights)
         self._caches = UserCaches(0)
         self.probe: AnswerProbe | None = None  # whether any note answers a question (chatbot/answerable.py)
-        # the first words of the adapter's acknowledgements, as token ids: no reply to a question opens with one
-        self._acknowledging = sorted({tuple(tokenizer(words(a)[0], add_special_tokens=False)["input_ids"])
+        # the first token of each of the adapter's acknowledgements: no reply to a question opens with one. Barring
+        # the first piece ("N" of "Noted") keeps the model from spelling on another word from it ("Noticing ...");
+        # a name it would open ("Nina") comes later instead ("You told me that Nina ...")
+        self._acknowledging = sorted({tokenizer(a, add_special_tokens=False)["input_ids"][0]
                                       for a in ACKNOWLEDGEMENTS + CORRECTION_ACKNOWLEDGEMENTS})
         eos = model.generation_config.eos_token_id
         self._eos = set(eos if isinstance(eos, list) else [tokenizer.eos_token_id if eos is None else eos])
@@ -256,16 +259,16 @@ class Controller:
         return self._lean
 
     def _processors(self, gen: GenerationConfig, bias: dict[tuple[int, ...], float], barred: list[int],
-                    openings: list[tuple[int, ...]], prompt_length: int) -> LogitsProcessorList:
-        """The logits processors `generate` would build for these settings, in its order, then one barring
-        `openings` at the start of the reply, which follows `prompt_length` ids."""
+                    opening: list[int], prompt_length: int) -> LogitsProcessorList:
+        """The logits processors `generate` would build for these settings, in its order; `opening`: ids
+        barred as the reply's first token, which follows `prompt_length` ids."""
         processors = LogitsProcessorList()
         if bias:
             processors.append(SequenceBiasLogitsProcessor(sequence_bias=bias))
         if barred:
             processors.append(SuppressTokensLogitsProcessor(barred))
-        if openings:
-            processors.append(BarredOpenings([list(o) for o in openings], prompt_length))
+        if opening:
+            processors.append(SuppressTokensAtBeginLogitsProcessor(opening, prompt_length))
         if gen.do_sample:  # its top_k comes from the model's generation config
             processors.append(TemperatureLogitsWarper(gen.temperature))
             if self.model.generation_config.top_k:
@@ -391,14 +394,14 @@ class Controller:
                     moved = [(position(a), position(b - 1) + 1) if b > a else (0, 0) for a, b in spans]
                     # under the lock, so no other user's turn can grow or renumber added ids in between
                     bias, barred = self.note_bias(notes, answer_words, gen, user), self.barred_ids(gen, user)
-                    openings = self._acknowledging if asks and not gen.acknowledge_questions else []
+                    opening = self._acknowledging if asks and not gen.acknowledge_questions else []
                     if seed is not None:
                         torch.manual_seed(seed)
                     lean = self.lean_path(gen)
                     report.path = "lean" if lean is not None else "transformers"
                     if lean is not None:
                         shown = inputs["input_ids"].shape[1] if "input_ids" in inputs else 0  # none after a soft prefix
-                        processors = self._processors(gen, bias, barred, openings, shown)
+                        processors = self._processors(gen, bias, barred, opening, shown)
                         self._lean_generate(lean, inputs, gen, processors, streamer, cancel, moved, user, report, started, asks)
                     else:
                         kwargs.update(inputs)
@@ -406,9 +409,8 @@ class Controller:
                             kwargs.update(sequence_bias=bias)
                         if barred:
                             kwargs.update(suppress_tokens=barred)
-                        if openings:  # generate's input_ids are the prompt's, or none after a soft prefix
-                            start = inputs["input_ids"].shape[1] if "input_ids" in inputs else 0
-                            kwargs.update(logits_processor=LogitsProcessorList([BarredOpenings([list(o) for o in openings], start)]))
+                        if opening:
+                            kwargs.update(begin_suppress_tokens=opening)
                         output = self.model.generate(**kwargs)
                         report.prompt_tokens = next(iter(inputs.values())).shape[1]
                         report.new_tokens = output.sequences.shape[1] - (report.prompt_tokens if "input_ids" in inputs else 0)

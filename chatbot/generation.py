@@ -6,7 +6,7 @@ import threading
 from dataclasses import dataclass, field
 
 import torch
-from transformers import LogitsProcessor, StoppingCriteria
+from transformers import StoppingCriteria
 
 
 @dataclass
@@ -36,22 +36,3 @@ class Cancelled(StoppingCriteria):
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs) -> bool:
         return self.event.is_set()
 
-
-class BarredOpenings(LogitsProcessor):
-    """Bars the last token of each opening once a reply has spelt the rest of it, so no reply begins with one.
-
-    Args:
-        openings: token ids of each barred opening word (e.g. "N", "oted").
-        start: how many ids precede the reply in the `input_ids` the processor sees.
-    """
-
-    def __init__(self, openings: list[list[int]], start: int) -> None:
-        self.openings, self.start = [o for o in openings if o], start
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        said = input_ids[0, self.start:].tolist()
-        barred = [o[-1] for o in self.openings if said == o[:-1]]
-        if barred:
-            scores = scores.clone()
-            scores[:, barred] = -float("inf")
-        return scores

@@ -203,7 +203,7 @@ def test_a_question_is_never_answered_with_an_acknowledgement_opening(tiny_contr
     ids = prompt(tiny_controller, "you remember my card number?")
     with torch.no_grad():
         favourite = int(tiny_controller.model(ids).logits[0, -1].argmax())
-    monkeypatch.setattr(tiny_controller, "_acknowledging", [(favourite,)])  # as if it opened "Noted."
+    monkeypatch.setattr(tiny_controller, "_acknowledging", [favourite])  # as if it opened "Noted."
     one = GenerationConfig(max_new_tokens=1, decode=decode)
     opening = tiny_controller.tokenizer.decode([favourite])
     assert "".join(tiny_controller.generate(ids, gen=one, asks=False)) == opening  # a statement may be acknowledged
@@ -215,15 +215,6 @@ def test_a_question_is_never_answered_with_an_acknowledgement_opening(tiny_contr
 def test_acknowledgement_openings_are_the_adapters_acknowledgements(tiny_controller):
     from chatbot.prompt import ACKNOWLEDGEMENTS
 
-    openings = {tiny_controller.tokenizer.decode(list(o)) for o in tiny_controller._acknowledging}
-    assert {a.split()[0].strip(",.") for a in ACKNOWLEDGEMENTS} <= openings
+    openings = [tiny_controller.tokenizer.decode([i]) for i in tiny_controller._acknowledging]
+    assert all(any(a.startswith(o) for o in openings) for a in ACKNOWLEDGEMENTS)
 
-
-def test_a_barred_opening_bars_only_its_last_token_after_the_rest():
-    from chatbot.generation import BarredOpenings
-
-    bar = BarredOpenings([[5, 6]], start=2)
-    scores = torch.zeros(1, 10)
-    assert bar(torch.tensor([[1, 2]]), scores).isinf().sum() == 0  # "N" may open a reply ("Nadia")
-    assert bar(torch.tensor([[1, 2, 5]]), scores)[0, 6].isinf()  # but "N" "oted" may not
-    assert bar(torch.tensor([[1, 2, 7, 5]]), scores).isinf().sum() == 0  # nor is it barred later in the reply
