@@ -30,8 +30,8 @@ _FIRST_PERSON = re.compile(r"\b(i|me|my|mine|we|us|our|ours|i'm|i've|i'd)\b", re
 _FROM_MEMORY = re.compile(r"^\s*(you told me|you said|your\b)", re.IGNORECASE)
 
 
-_NUMBER_WORDS = r"""zero one two three four five six seven eight nine ten eleven twelve thirteen fifteen twenty thirty forty
-fifty sixty seventy eighty ninety hundred thousand million dozen half couple few several none no""".split()
+_NUMBER_WORDS = """zero one two three four five six seven eight nine ten eleven twelve thirteen fifteen twenty thirty forty
+fifty sixty seventy eighty ninety hundred thousand million dozen half couple few several none""".split()
 _ORDINALS = """first second third fourth fifth sixth seventh eighth ninth tenth eleventh twelfth thirteenth fourteenth fifteenth
 sixteenth seventeenth eighteenth nineteenth twentieth thirtieth""".split()
 _CALENDAR = """monday tuesday wednesday thursday friday saturday sunday weekend weekday january february march april may june
