@@ -7,7 +7,8 @@ locker number"), a named person ("Oriel's dentist"), or a thing ("the boiler cod
 Facts are taught alone, two in one sentence, or several in one message; corrected in
 everyday phrasings, some of which never name what they correct ("Correction: 4471, not
 7731."); asked in many forms, some lowercase or with a typo; and attributes never
-taught are asked too. Attributes, templates, names and values are cut into train / val /
+taught are asked too. A share of teaching and correcting messages can be wrapped in
+chatter (`chatty`: a greeting before, a filler clause, an aside, a remark after). Attributes, templates, names and values are cut into train / val /
 test, so a split measures unseen relations in unseen wording.
 
 Conversations come out in the frozen set's form (`training.frozen.Conversation`), so one
