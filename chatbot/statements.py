@@ -7,7 +7,7 @@ its message names, and a later statement that quotes a note's value as wrong res
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from memory.engram_state import Engram
 from memory.memoria import Memoria
@@ -18,6 +18,12 @@ from .notes import correct_notes, correctable, value_words
 
 # How many sentences before and after a statement its message's other statements are looked for.
 MESSAGE_REACH = 8
+
+
+def nearest_first(center: int, ids: Iterable[int]) -> list[int]:
+    """`ids` by their distance from `center`, the following one first at equal distance: the order in which
+    a statement's neighbours in its message are shown with it."""
+    return sorted(ids, key=lambda i: (abs(i - center), i < center))
 
 
 class Statements:
@@ -48,7 +54,7 @@ class Statements:
         if engram is None or not self.memoria.is_live(engram, user=user):
             return note
         (chosen,) = self.memoria.engrams(user, [engram])
-        near = sorted(range(engram - MESSAGE_REACH, engram + MESSAGE_REACH + 1), key=lambda i: (abs(i - engram), i < engram))
+        near = nearest_first(engram, range(engram - MESSAGE_REACH, engram + MESSAGE_REACH + 1))
         around = {e.id: e for e in self._live(user, [i for i in near if i != engram and i >= 0])
                   if e.turn == chosen.turn and e.text and not is_question(e.text)}  # its questions are not shown
         shown = [engram] + [i for i in near if i in around][: self.chat.note_message_sentences - 1]

@@ -37,6 +37,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from chatbot.prompt import ACKNOWLEDGEMENTS, CORRECTION_ACKNOWLEDGEMENTS, NOT_TOLD_REPLIES, chat_messages
+from chatbot.statements import nearest_first
 
 from text import is_question, split_sentences, topic_words
 
@@ -253,8 +254,7 @@ def breadth_examples(conversation: Conversation, system_prompt: str, rng: random
 
 def _in_message(sentence: str, message: list[str], count: int) -> str:
     """`sentence` with the nearest other sentences of its `message`, `count` in all (the following first), in order."""
-    i = message.index(sentence)
-    near = sorted(range(len(message)), key=lambda j: (abs(j - i), j < i))[:count]
+    near = nearest_first(message.index(sentence), range(len(message)))[:count]
     return " ".join(message[j] for j in sorted(near))
 
 
