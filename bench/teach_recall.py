@@ -122,6 +122,9 @@ SYSTEMS = {
     "full_own_names": {"chat.note_message_names": False},
     "full_spell_base_pieces": {"generation.spell_base_pieces": True},
     "full_word_overlap": {"chat.note_word_overlap": 0.2},
+    "full_two_notes": {"chat.max_notes": 2},
+    "full_whole_message": {"chat.question_focus": False},
+    "full_any_kind": {"chat.note_answer_kind": False},
 }
 NAMES_FILE = ROOT.parent / "shared" / "data" / "names" / "names.txt"
 SIZES = (10, 50, 200)

@@ -158,6 +158,12 @@ class ChatConfig:
     # a question naming no one ("what am I allergic to?") nudges the rare words of the notes sharing its content words,
     # as one naming someone does those of the notes naming them (answer words only; topic_cues also ranks and recalls)
     topic_answer_words: bool = False
+    # a message that asks recalls by its asking sentences (their names, words and vector), not by the chatter around them
+    # ("Wait, how much did Greta's baby weigh? Mum asked." is about Greta); off: by the whole message
+    question_focus: bool = True
+    # a question asking for a kind of value (a time, a date, a quantity: chatbot/grounding.asked_kind) is answered first
+    # from the statements whose message holds one; off: the kind asked for plays no part in choosing the note
+    note_answer_kind: bool = True
     name_cues: bool = True  # a word the user has used as a name is a cue also when asked in lowercase ("where does oriel live?")
     soft_prefix: bool = False  # also prepend the neural memory's reads to the prompt's embeddings; the LM is not trained to read them
 

@@ -8,9 +8,10 @@ digit (numbers, codes, times, phone numbers, versions, amounts) and its e-mail a
 addresses; names are left alone (a made-up name cannot be told from a common word).
 
 A reply must also hold a value of the kind its question asks for (`wrong_kind`): "what
-time" a clock time, "when" a date, day or time, "how many" or "how much" a quantity. The
-model, shown a note about something else, answers with whatever it holds ("Deepa's
-phone number is 10:50." passes, "Jonah's football training is TBC." does not).
+time" a clock time, "when" a date, day or time, a phone number six digits or more, "how
+many" or "how much" a quantity. The model, shown a note about something else, answers
+with whatever it holds ("Jonah's football training is TBC.", "Deepa's phone number is
+10:50.").
 """
 
 from __future__ import annotations
@@ -51,24 +52,33 @@ _CLOCK = re.compile(r"\b\d{1,2}[:.h]\d{2}\b|\b\d{1,2}\s*(?:am|pm|a\.m\.|p\.m\.)|
                     re.IGNORECASE)
 _QUANTITY = re.compile(r"\d|" + _any_word(_NUMBER_WORDS), re.IGNORECASE)
 _DATE = re.compile(r"\d|" + _any_word(_CALENDAR + _ORDINALS), re.IGNORECASE)
+# Six digits or more, in groups: the shortest phone numbers; a clock time or a price is not one.
+_PHONE_DIGITS = re.compile(r"\+?\d(?:[\s().-]{0,2}\d){5,}")
 # (what a question asks for, the value a reply to it must hold), first match wins
 _ASKED_KINDS = [
     (re.compile(r"\b(?:at )?what time\b", re.IGNORECASE), _CLOCK),
     # "when" among a question's first three words: later it opens a clause ("what does it mean when ...")
     (re.compile(r"^\W*(?:[\w']+\W+){0,2}when\b|\b(?:what|which) (?:day|date)\b", re.IGNORECASE), _DATE),
-    (re.compile(r"\bhow (?:much|many|long|far|old|big|heavy|tall)\b|\b(?:price|cost|fee|phone number)\b", re.IGNORECASE), _QUANTITY),
+    (re.compile(r"\b(?:phone|mobile|cell|telephone) number\b|\bnumber to (?:call|ring|text)\b", re.IGNORECASE), _PHONE_DIGITS),
+    (re.compile(r"\bhow (?:much|many|long|far|old|big|heavy|tall)\b|\b(?:price|cost|fee)\b", re.IGNORECASE), _QUANTITY),
 ]
 
 
-def wrong_kind(message: str, reply: str) -> bool:
-    """Whether `reply` lacks a value of the kind the question in `message` asks for (a clock
-    time, a date or day, a quantity). Only the asking sentences are read: "when" in "I forgot it
-    when the postman asked" asks for nothing."""
+def asked_kind(message: str) -> re.Pattern | None:
+    """What a value of the kind the question in `message` asks for looks like (a clock time, a
+    date or day, a phone number, a quantity); None when it asks for no such kind. Only the
+    asking sentences are read: "when" in "I forgot it when the postman asked" asks for nothing."""
     for sentence in (s for s in split_sentences(message) if is_question(s)):
         for asks, value in _ASKED_KINDS:
             if asks.search(sentence):
-                return not value.search(reply)
-    return False
+                return value
+    return None
+
+
+def wrong_kind(message: str, reply: str) -> bool:
+    """Whether `reply` lacks a value of the kind the question in `message` asks for (`asked_kind`)."""
+    kind = asked_kind(message)
+    return kind is not None and not kind.search(reply)
 
 
 def claimed_values(reply: str) -> list[str]:

@@ -245,6 +245,7 @@ def rank_notes(
     topic: Sequence[str] = (),  # the message's other content words (`text.topic_words`); () = names alone
     related: Collection[str] | None = None,  # the message's content words; None = every statement within `margin` is newest-first
     context: Sequence[Collection[str]] | None = None,  # words of each candidate's message's other statements; None = own words only
+    fits: Sequence[bool] | None = None,  # whether each candidate's message holds a value of the kind asked for; None = any
 ) -> list[int]:
     """Candidate statements in the order they become notes: indices into `candidates`.
 
@@ -263,7 +264,12 @@ def rank_notes(
     topic words first. With `related`, newest first holds only for the closest and the
     statements within `margin` sharing a content word with it or with the message (what
     a correction shares with what it corrects): a later remark as vaguely close as the
-    answer ("Doing my weekly health admin.") does not outrank it.
+    answer ("Doing my weekly health admin.") does not outrank it. With `fits`, when a
+    question asks for a kind of value (a time, a date, a quantity), those of them whose
+    message holds one come before those whose message does not ("when is the Riverline
+    deadline?" is answered by "it's 5 May now", not by the newer "Riverline is coming
+    together."), and one whose message holds none supersedes nothing ("They moved it to
+    18 September, same hour." leaves the hour to what it corrects).
     """
     held = [mentioned_words(text) for _, text, _ in candidates]
     named_set, topic_set = set(cues), set(topic)
@@ -275,10 +281,12 @@ def rank_notes(
     newest = {i: i for i in top}  # statement -> the newest of those it was superseded by, in turn
     close = {i: candidates[i][2] for i in top}  # newest -> closeness of the closest it stands for
     shared = {i: len(held[i] & topic_set) for i in top}  # newest -> most topic words of those it stands for
+    fitting = fits is not None and any(fits[i] for i in top)
     for k, i in enumerate(top[1:] if vectors is not None and link is not None and most > 0 else [], 1):
-        # only a statement about the same people: Bram's move never supersedes Kora's home
+        # only a statement about the same people: Bram's move never supersedes Kora's home; and, asked for a
+        # kind of value, only one holding such a value ("moved to 18 September, same hour" keeps the hour)
         earlier = [j for j in top[:k] if mentions[j] == mentions[i]]
-        if not earlier:
+        if not earlier or (fitting and not fits[i]):
             continue
         similarity = vectors[earlier] @ vectors[i]
         if float(similarity.max()) < link:
@@ -300,9 +308,11 @@ def rank_notes(
 
     def rank(i: int) -> tuple:
         if named[i] < most:
-            return (3, -candidates[i][2])
+            return (4, -candidates[i][2])
         if newest[i] != i:
-            return (4, -candidates[i][0])
+            return (5, -candidates[i][0])
+        if fitting and not fits[i]:
+            return (3, -shared[i], -close[i])
         if shared[i] < widest:
             return (2, -shared[i], -close[i])
         return (0, -candidates[i][0]) if recent(i) else (1, -close[i])
@@ -334,6 +344,7 @@ def choose_notes(
     topic: Sequence[str] = (),  # the message's topic words (`text.topic_words`), which rank statements after its names
     related: Collection[str] | None = None,  # the message's content words, for `rank_notes`; None = off
     context: Callable[[list[Engram]], list[set[str]]] | None = None,  # engrams -> their messages' other words; None = off
+    fits: Callable[[list[Engram]], list[bool]] | None = None,  # engrams -> whether their messages hold the asked kind; None = off
 ) -> tuple[list[str], list[int | None]]:
     """Sentences to show the model, oldest first, and the engram each came from.
 
@@ -356,7 +367,8 @@ def choose_notes(
     order = rank_notes([(e.id, e.text, close) for _, e, close in eligible], cues, chat.note_recency_margin,
                        vectors=None if vectors is None else vectors[[k for k, _, _ in eligible]],
                        link=chat.note_link_similarity, topic=topic, related=related,
-                       context=None if context is None else context([e for _, e, _ in eligible]))
+                       context=None if context is None else context([e for _, e, _ in eligible]),
+                       fits=None if fits is None else fits([e for _, e, _ in eligible]))
     for _, engram, _ in (eligible[i] for i in order):
         if len(chosen) >= chat.max_notes:
             break

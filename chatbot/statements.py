@@ -41,12 +41,20 @@ class Statements:
 
     def message_words(self, user: str, engrams: Sequence[Engram]) -> list[set[str]]:
         """The words of the other statements of each engram's message."""
+        return [set().union(*(mentioned_words(a.text) for a in others)) for others in self._others(user, engrams)]
+
+    def message_texts(self, user: str, engrams: Sequence[Engram]) -> list[str]:
+        """Each engram's text with the other statements of its message, in order."""
+        return [" ".join(a.text for a in sorted([*others, e], key=lambda a: a.id))
+                for e, others in zip(engrams, self._others(user, engrams))]
+
+    def _others(self, user: str, engrams: Sequence[Engram]) -> list[list[Engram]]:
+        """The other live statements of each engram's message, within MESSAGE_REACH of it."""
         if not engrams:
             return []
         near = sorted({i for e in engrams for i in range(max(e.id - MESSAGE_REACH, 0), e.id + MESSAGE_REACH + 1)})
-        around = [(a, mentioned_words(a.text)) for a in self._live(user, near) if a.text and not is_question(a.text)]
-        return [set().union(*(said for a, said in around
-                              if a.turn == e.turn and a.id != e.id and abs(a.id - e.id) <= MESSAGE_REACH)) for e in engrams]
+        around = [a for a in self._live(user, near) if a.text and not is_question(a.text)]
+        return [[a for a in around if a.turn == e.turn and a.id != e.id and abs(a.id - e.id) <= MESSAGE_REACH] for e in engrams]
 
     def in_its_message(self, user: str, note: str, engram: int | None) -> str:
         """The note with the nearest other statements of its message (chat.note_message_sentences in all, the

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -38,7 +38,7 @@ from vocab import VocabEvent
 from .config import Config
 from .controller import Controller, Generation
 from .forget import ForgetRequest, forget_request
-from .grounding import about_the_user, claimed_values, ungrounded, wrong_kind
+from .grounding import about_the_user, asked_kind, claimed_values, ungrounded, wrong_kind
 from .memories import Memories
 from .notes import answer_words, choose_notes, cue_words, cued_engrams, unnamed_closeness, word_overlap
 from .prompt import NOT_TOLD_REPLIES, NOTES_HEADER, chat_messages
@@ -69,6 +69,7 @@ class TurnState:
     text: str  # the message, checked and truncated
     reply: Reply
     sentences: list[str] = field(default_factory=list)  # the message, parsed once
+    asked: str = ""  # what recall is keyed on: the message, or its asking sentences (chat.question_focus)
     cues: tuple[str, ...] = ()  # the names and numbers it mentions (chatbot/notes.py cue_words)
     topic: tuple[str, ...] = ()  # its other content words (text.topic_words)
     vocab_events: list[VocabEvent] = field(default_factory=list)
@@ -119,8 +120,10 @@ class Turn:
             state.sentences = split_sentences(state.text) or [state.text.strip()]
             chat = self.cfg.chat
             names = self.memories.names(state.user) if chat.name_cues else ()
-            state.cues = cue_words(state.text, names, self.memories.common_word) if chat.cue_limit > 0 else ()
-            state.topic = tuple(topic_words(state.text, state.cues)) if chat.topic_cues and chat.cue_limit > 0 else ()
+            state.asked = asked = self._asked(state)
+            if chat.cue_limit > 0:  # a question naming no one is about whom the message names ("Ilka's back. When does her train get in?")
+                state.cues = cue_words(asked, names, self.memories.common_word) or cue_words(state.text, names, self.memories.common_word)
+            state.topic = tuple(topic_words(asked, state.cues)) if chat.topic_cues and chat.cue_limit > 0 else ()
             if chat.name_cues:
                 self.memories.learn_names(state.user, state.text)
             self.read_and_write(state)
@@ -192,14 +195,29 @@ class Turn:
             state.reminded = memoria.engrams(state.user, live + cued)
             state.reminded_vectors = torch.nn.functional.normalize(
                 torch.cat([memories[0, : len(live)], memoria.vectors(state.user, cued)]), dim=-1)
-            query = torch.nn.functional.normalize(vectors[0].mean(0), dim=-1)
+            query = torch.nn.functional.normalize(self._query_vectors(state, vectors[0]).mean(0), dim=-1)
             state.closeness = (state.reminded_vectors @ query).tolist()
             if self.cfg.chat.note_unnamed_closeness and state.cues:
-                state.closeness = unnamed_closeness(state.text, state.cues, [e.text for e in state.reminded], state.closeness,
+                state.closeness = unnamed_closeness(state.asked, state.cues, [e.text for e in state.reminded], state.closeness,
                                                     self.memories.engram_vectors)
             if self.cfg.chat.note_word_overlap:
-                shared = word_overlap(state.text, [e.text or "" for e in state.reminded])
+                shared = word_overlap(state.asked, [e.text or "" for e in state.reminded])
                 state.closeness = [c + self.cfg.chat.note_word_overlap * s for c, s in zip(state.closeness, shared)]
+
+    def _asked(self, state: TurnState) -> str:
+        """What the message's recall is keyed on: with chat.question_focus, its asking sentences when it
+        asks ("Wait, how much did Greta's baby weigh? Mum asked." recalls by Greta, not by Mum), else all of it."""
+        if not self.cfg.chat.question_focus:
+            return state.text
+        asking = [s for s in state.sentences if is_question(s)]
+        return " ".join(asking) if asking else state.text
+
+    def _query_vectors(self, state: TurnState, vectors: torch.Tensor) -> torch.Tensor:
+        """Of the turn's engram vectors [W, D], those of what recall is keyed on (`_asked`): [W', D]."""
+        asking = [k for k, step in enumerate(state.steps) if step.question]
+        if not self.cfg.chat.question_focus or not asking or vectors.shape[0] != len(state.steps):  # one engram a message
+            return vectors
+        return vectors[asking]
 
     def _turn_engrams(self, state: TurnState) -> tuple[list[str], torch.Tensor]:
         """This turn's engrams: their texts and [1, W, D] vectors (a sentence each, or the whole message)."""
@@ -214,9 +232,10 @@ class Turn:
         state.notes, state.note_engrams = choose_notes(
             state.steps, state.reminded, state.closeness, state.cues, state.reminded_vectors, self.cfg.chat,
             from_reads=self.memories.memoria is None, topic=state.topic,
-            related=mentioned_words(state.text) if self.cfg.chat.note_recency_related else None,
+            related=mentioned_words(state.asked) if self.cfg.chat.note_recency_related else None,
             context=(lambda engrams: statements.message_words(state.user, engrams))
-            if statements is not None and self.cfg.chat.note_message_names else None)
+            if statements is not None and self.cfg.chat.note_message_names else None,
+            fits=self._fitting(state))
         if self.cfg.chat.note_message_sentences > 1 and statements is not None:
             state.notes = [statements.in_its_message(state.user, note, engram) for note, engram in zip(state.notes, state.note_engrams)]
         retrieval = self.memories.retrieval
@@ -231,6 +250,13 @@ class Turn:
         if self.cfg.chat.quoted_corrections and statements is not None:
             state.notes, state.note_corrections = statements.corrected(state.user, state.notes, state.note_engrams)
         state.reply.memory = self._contribution(state)
+
+    def _fitting(self, state: TurnState) -> Callable[[list[Engram]], list[bool]] | None:
+        """Whether each engram's message holds a value of the kind the question asks for (chat.note_answer_kind)."""
+        kind = asked_kind(state.asked) if self.cfg.chat.note_answer_kind and self.statements is not None else None
+        if kind is None:
+            return None
+        return lambda engrams: [kind.search(text) is not None for text in self.statements.message_texts(state.user, engrams)]
 
     def corrections(self, user: str) -> dict[int, tuple[int, str]]:
         """Each statement a later one corrects (`Statements.corrections`); empty with quoted corrections or Memoria off."""
@@ -249,7 +275,7 @@ class Turn:
         with state.stage("generate"):
             for piece in self.controller.generate(ids, soft_prefix=prefix, gen=self.cfg.generation, spans=spans,
                                                   report=state.generation, notes=state.notes,
-                                                  answer_words=answer_words(state.text, state.notes, state.cues, self._answer_topic(state)),
+                                                  answer_words=answer_words(state.asked, state.notes, state.cues, self._answer_topic(state)),
                                                   user=state.user, asks=asks):
                 state.reply.text += piece
                 yield state.reply
@@ -276,7 +302,7 @@ class Turn:
         """The content words by which a question naming no one picks the notes whose rare words are nudged."""
         if state.topic or not self.cfg.chat.topic_answer_words:
             return state.topic
-        return tuple(topic_words(state.text, state.cues))
+        return tuple(topic_words(state.asked, state.cues))
 
     def prompt_ids(self, conversation_id: int, text: str, notes: list[str] = ()) -> tuple[torch.LongTensor, list[tuple[int, int]]]:
         """Prompt ids with the recent turns that fit the token budget and the notes, and

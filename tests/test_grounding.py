@@ -47,10 +47,13 @@ def test_a_reply_must_hold_a_value_of_the_kind_its_question_asks_for():
     assert wrong_kind("What time is Jonah's football training?", "Jonah's football training is TBC.")
     assert wrong_kind("How many parrots does Oriel keep?", "Oriel lives in Vantastad.")
     assert wrong_kind("ok and when's the deadline now?", "The deadline is with the council.")
+    assert wrong_kind("What's Deepa's phone number?", "You told me that Deepa's phone number is 10:50.")  # a time, not a number to call
+    assert wrong_kind("what's the number to call for the plumber", "The plumber charges €410.")
     for question, reply in [("What time is it?", "It's 5:45pm."), ("what time does her train get in", "At quarter past six."),
                             ("How many parrots does Oriel keep?", "Oriel keeps two parrots."),
                             ("When is mum's birthday?", "It is on 23 April."), ("which day does Ilka get here", "On the twenty-first."),
-                            ("How much was the sofa?", "It was €480.")]:
+                            ("How much was the sofa?", "It was €480."), ("coach's phone number pls", "It's 07700 552 018."),
+                            ("What's Deepa's mobile number?", "+44 (0)7700-552-018")]:
         assert not wrong_kind(question, reply), question
     # only a question's asking words count: "when" opening a later clause, or a statement, asks for nothing
     assert not wrong_kind("What does 'cheers' mean when people say it in a shop?", "It means thanks.")

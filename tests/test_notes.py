@@ -277,3 +277,22 @@ def test_word_overlap_is_the_share_of_the_questions_content_words_by_stem():
     assert word_overlap("In which room is my Hydrology class?", statements) == [1.0, 0.0, 0.0]
     assert word_overlap("Which level did I park on?", statements)[1] == 1.0  # "park" is "parked"'s stem
     assert word_overlap("How are you?", statements) == [0.0, 0.0, 0.0]  # no content word asked
+
+
+def test_a_question_asking_for_a_kind_of_value_is_answered_first_from_statements_holding_one():
+    from chatbot.grounding import asked_kind
+
+    texts = ["Work update: the Riverline deadline moved, it's 5 May now.", "Riverline is coming together, the cycling layer looks great.",
+             "Lieke fixed the Riverline build."]
+    candidates = [(i, t, close) for i, (t, close) in enumerate(zip(texts, [0.55, 0.60, 0.40]))]
+    kind = asked_kind("when's the Riverline deadline now? i need to plan the weekend")
+    fits = [bool(kind.search(t)) for t in texts]
+    assert fits == [True, False, False]
+    # without: the newest of the nearly closest, which says no date
+    assert texts[rank_notes(candidates, ("riverline",), 0.15)[0]] == texts[1]
+    assert [texts[i] for i in rank_notes(candidates, ("riverline",), 0.15, fits=fits)] == [texts[0], texts[1], texts[2]]
+    # names still come first: a date about someone else does not outrank the statement about whom the question names
+    assert texts[rank_notes(candidates, ("lieke",), 0.15, fits=fits)[0]] == texts[2]
+    # when none holds the kind, the order is as without
+    assert rank_notes(candidates, ("riverline",), 0.15, fits=[False] * 3) == rank_notes(candidates, ("riverline",), 0.15)
+    assert asked_kind("Who is the specialist I'm seeing there?") is None

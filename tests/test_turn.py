@@ -299,3 +299,28 @@ def test_a_reply_without_a_value_of_the_asked_kind_says_it_was_not_told(tmp_path
     else:
         assert "wrong_kind" not in reply.memory and wrong_kind(question, reply.text)
     agent.close()
+
+
+@pytest.mark.parametrize(("focus", "note"), [(True, "Greta's baby weighed 3.4 kg."), (False, "Mum rang from Greta's new flat.")])
+def test_a_question_recalls_by_what_it_asks_not_by_the_chatter_around_it(tmp_path, tiny_controller, focus, note):
+    agent = make_agent(tmp_path, tiny_controller, chat__question_focus=focus)
+    for text in ["Greta's baby weighed 3.4 kg.", "Mum rang from Greta's new flat."]:
+        agent.chat("ann", text)
+    # off, "Mum" in the remark after the question is a cue too, and the statement naming both Mum and Greta wins
+    reply = list(agent.chat_stream("ann", "Wait, how much did Greta's baby weigh? Mum asked me today."))[-1]
+    assert reply.memory["notes"] == [note]
+    # a question naming no one is about whom the rest of the message names
+    reply = list(agent.chat_stream("ann", "I spoke to Greta. How much did the baby weigh?"))[-1]
+    assert "Greta's baby weighed 3.4 kg." in reply.memory["notes"]
+    agent.close()
+
+
+@pytest.mark.parametrize(("on", "note"), [(True, "The Riverline deadline moved to 5 May."),
+                                          (False, "The Riverline deadline is stressing me out, the cycling layer is not done.")])
+def test_a_question_asking_when_is_answered_from_a_statement_holding_a_date(tmp_path, tiny_controller, on, note):
+    agent = make_agent(tmp_path, tiny_controller, chat__note_answer_kind=on)
+    for text in ["The Riverline deadline moved to 5 May.", "The Riverline deadline is stressing me out, the cycling layer is not done."]:
+        agent.chat("ann", text)
+    reply = list(agent.chat_stream("ann", "When is the Riverline deadline?"))[-1]
+    assert reply.memory["notes"] == [note]
+    agent.close()
