@@ -183,7 +183,7 @@ def adapter_stage(cfg: TrainingConfig, accelerator: Accelerator) -> Stage:
                                  babi_file=babi, babi_share=at.babi_share, paraphrase_share=at.paraphrase_share,
                                  crowded_share=at.crowded_share, other_fact_share=at.other_fact_share,
                                  breadth_share=at.breadth_share, breadth_chatty=at.breadth_chatty,
-                                 message_sentences=at.message_sentences)
+                                 message_sentences=at.message_sentences, breadth_lookalikes=at.breadth_lookalikes)
     data = [_tokenized(tokenizer, e.messages, e.reply) for e in examples]
     layers = controller.model.config.num_hidden_layers
     lora = adapter_config(rank=at.rank, alpha=at.alpha, dropout=at.dropout, targets=at.targets,
@@ -207,7 +207,8 @@ def adapter_stage(cfg: TrainingConfig, accelerator: Accelerator) -> Stage:
         scores = score_adapter(model, controller, cfg, names, replies)
         record.update(dialogues=at.dialogues, examples=len(examples), paraphrase_share=at.paraphrase_share,
                       crowded_share=at.crowded_share, other_fact_share=at.other_fact_share, breadth_share=at.breadth_share,
-                      breadth_chatty=at.breadth_chatty, message_sentences=at.message_sentences, lora=lora, validation=scores)
+                      breadth_chatty=at.breadth_chatty, message_sentences=at.message_sentences,
+                      breadth_lookalikes=at.breadth_lookalikes, lora=lora, validation=scores)
         path = Path(mt.export_path)
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save({"config": lora, "state_dict": state, "record": record}, path)

@@ -171,3 +171,20 @@ def test_a_broad_note_is_shown_with_its_message_as_chat_shows_it(names_file):
     assert len(alone) == len(in_message)
     assert all(a.count("\n- ") == b.count("\n- ") for a, b in zip(alone, in_message))  # the same notes
     assert sum(map(len, in_message)) > sum(map(len, alone))  # some with the sentences around them
+
+
+def test_a_broad_taught_question_can_be_shown_its_answer_beside_a_look_alike(names_file):
+    from training.adapter_data import breadth_examples
+    from training.breadth import breadth_conversations
+
+    conversation = breadth_conversations("train", names_file, 1, seed=4, facts=8)[0]
+
+    def answers(rate: float) -> list:
+        return [e for e in breadth_examples(conversation, "S", random.Random(0), lambda p: "ok", not_told_rate=0.0,
+                                            lookalike_rate=rate) if e.kind == "answer"]
+
+    plain, crowded = answers(0.0), answers(1.0)
+    assert len(plain) == len(crowded)
+    assert sum(len(notes_of(e)) == 1 for e in plain) > 0
+    assert all(len(notes_of(e)) >= 2 for e in crowded)  # never the answer alone
+    assert all(any(e.value in n for n in notes_of(e)) for e in crowded)  # still answered from its own note

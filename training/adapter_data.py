@@ -39,7 +39,7 @@ from pathlib import Path
 from chatbot.prompt import ACKNOWLEDGEMENTS, CORRECTION_ACKNOWLEDGEMENTS, NOT_TOLD_REPLIES, chat_messages
 from chatbot.statements import nearest_first
 
-from text import is_question, split_sentences, topic_words
+from text import is_question, split_sentences, topic_words, words
 
 from .breadth import CHIT_CHAT, Breadth
 from .episodes import Episode, TeachRecall, load_babi
@@ -201,7 +201,8 @@ def babi_examples(path: str | Path, system_prompt: str, rng: random.Random, coun
 
 
 def breadth_examples(conversation: Conversation, system_prompt: str, rng: random.Random, reply_of: Callable[[str], str], *,
-                     history_turns: int = 8, not_told_rate: float = 0.15, message_sentences: int = 1) -> list[Example]:
+                     history_turns: int = 8, not_told_rate: float = 0.15, message_sentences: int = 1,
+                     lookalike_rate: float = 0.0) -> list[Example]:
     """Adapter examples from one broad generated conversation (training/breadth.py), one per message.
 
     Notes, as chat recalls them: for a question, the sentence that answers it (a corrected
@@ -212,7 +213,10 @@ def breadth_examples(conversation: Conversation, system_prompt: str, rng: random
     recalls "the bin day is Monday" when asked for the market day), and the reply says it
     was not told. Statements are acknowledged, chit-chat gets the model's own reply. Each
     note is shown with the nearest other sentences of its message, `message_sentences` in
-    all, as chat shows it (chat.note_message_sentences).
+    all, as chat shows it (chat.note_message_sentences). At `lookalike_rate`, a taught
+    question's notes also hold an earlier sentence that does not answer it: the one most
+    like it, else one naming whom it names, else any (as chat.max_notes 2 shows the
+    answer beside the next best statement).
     """
     said: list[str] = []  # sentences of statements so far
     message_of: dict[str, list[str]] = {}  # a sentence -> the statement sentences of its message
@@ -230,6 +234,9 @@ def breadth_examples(conversation: Conversation, system_prompt: str, rng: random
         if turn.kind in ("recall", "latest") and not withheld:
             answer = _answering_sentence(turn, said)
             notes = [n for n in notes if n != answer] + [answer]
+            others = [s for s in said if s not in notes and not _answers(turn, s)]
+            if others and rng.random() < lookalike_rate:
+                notes.append(_most_like(turn.text, others) or _naming_alike(turn.text, others) or rng.choice(others))
             reply, kind, value = f"{turn.about} is {turn.expect[0]}".rstrip(".") + ".", "answer", turn.expect[0]
         elif turn.kind == "not_told" or withheld:  # whatever is recalled is about something else
             others = said if turn.kind == "not_told" else [s for s in said if not _answers(turn, s)]
@@ -268,6 +275,12 @@ def _most_like(question: str, sentences: list[str]) -> str | None:
     asked = set(topic_words(question))
     best = max(sentences, key=lambda s: len(asked & set(topic_words(s))), default=None)
     return best if best is not None and asked & set(topic_words(best)) else None
+
+
+def _naming_alike(question: str, sentences: list[str]) -> str | None:
+    """The first of `sentences` sharing a capitalized word past its first with `question` (a name); None if none does."""
+    names = {w for w in words(question)[1:] if w[:1].isupper()}
+    return next((s for s in sentences if names & set(words(s))), None)
 
 
 def _answering_sentence(turn: Turn, said: list[str]) -> str:
@@ -325,14 +338,15 @@ def training_examples(
     reply_of: Callable[[str], str], distilled_share: float = 0.2, history_turns: int = 8,
     babi_file: str | Path | None = None, babi_share: float = 0.0, paraphrase_share: float = 0.0,
     crowded_share: float = 0.0, other_fact_share: float = 0.0, breadth_share: float = 0.0,
-    breadth_chatty: float = 0.0, message_sentences: int = 1,
+    breadth_chatty: float = 0.0, message_sentences: int = 1, breadth_lookalikes: float = 0.0,
 ) -> list[Example]:
     """The adapter's examples from `dialogues` generated dialogues of `split`, plus distilled
     ones and, with `babi_file` (bAbI task 1), a `babi_share` of bAbI questions; the
     dialogues' shares as `training_dialogue` takes them, `other_fact_share` as
     `dialogue_examples` does; a `breadth_share` of examples from broad generated
     conversations of `split` (`breadth_examples`), a `breadth_chatty` share of their messages
-    wrapped in chatter, notes shown with `message_sentences` of their message."""
+    wrapped in chatter, notes shown with `message_sentences` of their message, a
+    `breadth_lookalikes` share of their taught questions shown a look-alike note too."""
     gen = TeachRecall(split, names_file)
     rng = random.Random(seed)
     examples, said = [], []
@@ -350,7 +364,7 @@ def training_examples(
         while len(extra) < wanted:
             conversation = broad.conversation(random.Random(seed + len(extra)), "adapter")
             extra += breadth_examples(conversation, system_prompt, rng, reply_of, history_turns=history_turns,
-                                      message_sentences=message_sentences)
+                                      message_sentences=message_sentences, lookalike_rate=breadth_lookalikes)
         examples += extra[:wanted]
     if babi_file is not None and babi_share > 0:
         examples += babi_examples(babi_file, system_prompt, rng, int(babi_share * len(examples) / (1 - babi_share)))

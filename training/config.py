@@ -33,6 +33,7 @@ class AdapterTrainConfig:
     breadth_share: float = 0.0  # fraction of examples from broad generated conversations (training/breadth.py); 0 = none
     breadth_chatty: float = 0.0  # share of their teaching messages wrapped in chatter (greetings, fillers, asides); 0 = none
     message_sentences: int = 1  # a broad conversation's note shown with its message's nearest sentences, this many in all
+    breadth_lookalikes: float = 0.0  # share of broad taught questions whose notes also hold a look-alike sentence; 0 = none
     init: str = ""  # LoRA weights to start from (a checkpoint this stage wrote, same rank, targets and layers); "" = fresh
     eval_dialogues: int = 20  # val-split dialogues scored after training
     max_new_tokens: int = 48  # longest distilled base reply
