@@ -123,3 +123,10 @@ def test_training_config_keys_are_checked(config_copy):
 def test_a_value_out_of_its_choices_or_range_names_the_key(config_copy, text, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         load_config(config_copy(text))
+
+
+@pytest.mark.parametrize("name", ["default", "two_notes"])
+def test_shipped_app_configs_load_and_name_files_that_exist(name):
+    cfg = load_config(ROOT / "configs" / f"{name}.yaml")
+    for path in (cfg.model.adapter, cfg.model.not_told_probe, cfg.neural_memory.checkpoint):
+        assert not path or (ROOT / path).is_file(), path
