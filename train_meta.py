@@ -300,7 +300,8 @@ def answerable_stage(cfg: TrainingConfig, config_path: str) -> dict:
         examples = probe_examples(split, names, cfg.chat.system_prompt, dialogues=dialogues, conversations=conversations,
                                   seed=mt.seed + (split == "val"), not_told_rate=at.not_told_rate,
                                   other_fact_share=at.other_fact_share, general_share=at.general_share,
-                                  chatty=at.breadth_chatty, message_sentences=at.message_sentences)
+                                  chatty=at.breadth_chatty, message_sentences=at.message_sentences,
+                                  lookalikes=at.lookalikes)
         prompts = (controller.chat_ids(e.messages) for e in tqdm(examples, desc=f"states {split}"))
         data[split] = (last_states(controller.model, prompts), torch.tensor([e.kind == "not_told" for e in examples]),
                        torch.tensor([e.kind == "distilled" for e in examples]))

@@ -35,9 +35,10 @@ fact's latest value (case-insensitive). The systems differ only in their config:
   full_base_replies  the full system with replies held to base pieces, never the
                 vocabulary's added tokens (generation.reply_added_tokens off)
   full_unnamed_base_replies  full_unnamed and full_base_replies together
-  full_not_told_probe  the full system whose question replies become "not told" when the not-told
-                probe gives no note answering more than 0.35 (generation.not_told_above 0.35; the
-                default, 1.0, only scores)
+  full_probe_off  the full system whose not-told probe only scores, never makes a reply
+                "not told" (generation.not_told_above 1.0; the default is 0.6)
+  full_probe_eager  the same probe making replies "not told" above 0.35 (generation.not_told_above 0.35)
+  full_one_note  the full system with one note a prompt (chat.max_notes 1)
 
 Also measured: accuracy after a restart between teaching and asking (a new Agent
 on the same SQLite file), the share of questions whose teaching sentence was in the
@@ -114,7 +115,8 @@ SYSTEMS = {
     "full_base_replies": {"generation.reply_added_tokens": False},
     "full_unnamed_base_replies": {"chat.note_recency_margin": 0.1, "chat.note_unnamed_closeness": True,
                                   "generation.reply_added_tokens": False},
-    "full_not_told_probe": {"generation.not_told_above": 0.35},
+    "full_probe_off": {"generation.not_told_above": 1.0},
+    "full_probe_eager": {"generation.not_told_above": 0.35},
     "full_three_notes": {"chat.max_notes": 3},
     "full_recency_unrelated": {"chat.note_recency_related": False},
     "full_sentence_notes": {"chat.note_message_sentences": 1},
@@ -122,7 +124,7 @@ SYSTEMS = {
     "full_own_names": {"chat.note_message_names": False},
     "full_spell_base_pieces": {"generation.spell_base_pieces": True},
     "full_word_overlap": {"chat.note_word_overlap": 0.2},
-    "full_two_notes": {"chat.max_notes": 2},
+    "full_one_note": {"chat.max_notes": 1},
     "full_whole_message": {"chat.question_focus": False},
     "full_any_kind": {"chat.note_answer_kind": False},
 }

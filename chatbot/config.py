@@ -62,8 +62,9 @@ class ModelConfig:
     path: str = ""  # Hugging Face model directory, for source "local"
     cache_dir: str = "data/models"  # the GGUF is converted once to safetensors here, one folder per model
     dtype: str = "float32"  # torch dtype the weights are kept in
-    # LoRA merged in at load (train_meta.py, stage adapter): the plain 135M model reads facts from its prompt poorly
-    adapter: str = "checkpoints/answer_lora_breadth.pt"
+    # LoRA merged in at load (train_meta.py, stage adapter): the plain 135M model reads facts from its prompt poorly;
+    # this one was also trained to pick the answering note of two (configs/adapter_lookalike.yaml), as chat.max_notes shows them
+    adapter: str = "checkpoints/answer_lora_lookalike.pt"
     # logistic read of the prompt's last state: whether any note answers a question (train_meta.py, stage answerable);
     # trained for this model and adapter; "" = off
     not_told_probe: str = "checkpoints/not_told_probe.pt"
@@ -96,9 +97,9 @@ class GenerationConfig:
     # keys and values of each user's last prompt and reply, kept so their next turn prefills only what is new; 0 = off
     prefix_cache_mb: int = 512
     # a question's reply is "not told" when the not-told probe (model.not_told_probe) gives no note answering it more
-    # than this probability (lean path only); None = the probe's own. 1.0: scored and shown, never forced: at 0.35
-    # it also refuses facts asked in phrasings unlike its training prompts (docs/benchmarks.md)
-    not_told_above: float | None = 1.0
+    # than this probability (lean path only); None = the probe's own; 1.0 = scored and shown, never forced. Below
+    # about 0.6 it also refuses facts asked in phrasings unlike its training prompts (docs/benchmarks.md)
+    not_told_above: float | None = 0.6
     # a reply to a question about the user's own world stating a number, code or address they never said is made up:
     # it becomes "not told" (chatbot/grounding.py)
     ground_values: bool = True
@@ -128,7 +129,9 @@ class ChatConfig:
     history_turns: int = 8  # most earlier turns of the conversation put back into the prompt
     history_drop: int = 4  # beyond history_turns, the oldest leave this many at a time: the prompt's start (and its cached KV) stays put between
     max_prompt_tokens: int = 4096  # oldest history turns are dropped to stay under this (and the model's context)
-    max_notes: int = 1  # remembered sentences in the system message: the 135M model is misled by look-alike facts in more
+    # remembered sentences in the system message: the answering message is often the second best, and the adapter
+    # was trained to read an answer beside a statement that does not answer it; more notes mislead the 135M model
+    max_notes: int = 2
     # a note shows its sentence with the nearest statements of the same message, this many sentences in all (1 = alone):
     # memory keeps a message's sentences apart, and the answer often comes a sentence after the one recalled
     note_message_sentences: int = 3

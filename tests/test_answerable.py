@@ -65,6 +65,17 @@ def test_probe_examples_hold_answerable_unanswerable_and_general_questions_of_th
     assert not {e.messages[-1]["content"] for e in train} & {e.messages[-1]["content"] for e in val}
 
 
+def test_probe_examples_can_show_answers_beside_a_non_answering_note_as_the_adapter_was_trained():
+    def answer_notes(lookalikes: float) -> list[int]:
+        examples = probe_examples("train", NAMES, "S", dialogues=0, conversations=2, seed=0, not_told_rate=0.0,
+                                  other_fact_share=0.0, general_share=0.0, lookalikes=lookalikes)
+        return [e.messages[-2]["content"].count("\n- ") for e in examples if e.kind == "answer"]
+
+    plain, crowded = answer_notes(0.0), answer_notes(1.0)
+    assert len(plain) == len(crowded) > 0
+    assert sum(crowded) > sum(plain)
+
+
 def test_the_lean_state_is_transformers_hidden_state_and_the_probe_reads_it(fresh_tiny):
     ids = fresh_tiny.chat_ids(messages("Where does Oriel live?"))
     for layer in (1, 2):  # a middle layer's residual stream, and the last (normed) one

@@ -125,7 +125,7 @@ def test_a_value_out_of_its_choices_or_range_names_the_key(config_copy, text, ke
         load_config(config_copy(text))
 
 
-@pytest.mark.parametrize("name", ["default", "two_notes"])
+@pytest.mark.parametrize("name", ["default", "tiny"])
 def test_shipped_app_configs_load_and_name_files_that_exist(name):
     cfg = load_config(ROOT / "configs" / f"{name}.yaml")
     for path in (cfg.model.adapter, cfg.model.not_told_probe, cfg.neural_memory.checkpoint):

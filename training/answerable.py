@@ -33,15 +33,15 @@ from .episodes import TeachRecall
 
 def probe_examples(split: str, names_file: str | Path, system_prompt: str, *, dialogues: int, conversations: int,
                    seed: int, not_told_rate: float, other_fact_share: float, general_share: float,
-                   chatty: float = 0.0, message_sentences: int = 1) -> list[Example]:
+                   chatty: float = 0.0, message_sentences: int = 1, lookalikes: float = 0.0) -> list[Example]:
     """Questions of `split` with notes that answer them (kind "answer") or not ("not_told"), and
     chit-chat or general questions (kind "distilled", their reply left empty).
 
     `not_told_rate`: share of answerable questions whose answer is withheld from the notes;
     `other_fact_share`: share of those, in dialogues, shown another fact of the asked person;
     `general_share`: general-knowledge questions of `split` among unrelated notes, added
-    as this share of the examples; `chatty` and `message_sentences` as the adapter's
-    training shows broad conversations (`adapter_data.training_examples`).
+    as this share of the examples; `chatty`, `message_sentences` and `lookalikes` as the
+    adapter's training shows broad conversations (`adapter_data.training_examples`).
     """
     rng, examples = random.Random(seed), []
 
@@ -58,7 +58,7 @@ def probe_examples(split: str, names_file: str | Path, system_prompt: str, *, di
     for i in range(conversations):
         conversation = broad.conversation(random.Random(seed * 100_003 + i), "probe")
         examples += breadth_examples(conversation, system_prompt, rng, no_reply, not_told_rate=not_told_rate,
-                                     message_sentences=message_sentences)
+                                     message_sentences=message_sentences, lookalike_rate=lookalikes)
     general = GENERAL[:GENERAL_TRAIN] if split == "train" else GENERAL[GENERAL_TRAIN:]
     wanted = int(general_share * len(examples) / (1 - general_share))
     examples += distilled_examples(general, said, system_prompt, no_reply, rng, wanted)

@@ -53,6 +53,7 @@ class AnswerableTrainConfig:
     general_share: float = 0.1  # general-knowledge questions among unrelated notes, as this share of the examples (label: answerable)
     breadth_chatty: float = 0.0  # as the adapter's training: share of broad teaching messages wrapped in chatter
     message_sentences: int = 1  # as the adapter's training: sentences of its message a broad note is shown with
+    lookalikes: float = 0.0  # as the adapter's training (breadth_lookalikes): share of broad answerable questions shown a non-answering note too
     layers: str = "20,25,30"  # candidate states: after this many decoder layers (the last is normed)
     l2: str = "0.01,0.1,1.0"  # candidate L2 penalties of the logistic fit
 
