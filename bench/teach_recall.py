@@ -39,6 +39,8 @@ fact's latest value (case-insensitive). The systems differ only in their config:
                 "not told" (generation.not_told_above 1.0; the default is 0.6)
   full_probe_eager  the same probe making replies "not told" above 0.35 (generation.not_told_above 0.35)
   full_one_note  the full system with one note a prompt (chat.max_notes 1)
+  full_keep_superseded  the full system that may show a statement beside the later one
+                superseding it (chat.note_drop_superseded off)
 
 Also measured: accuracy after a restart between teaching and asking (a new Agent
 on the same SQLite file), the share of questions whose teaching sentence was in the
@@ -125,6 +127,7 @@ SYSTEMS = {
     "full_spell_base_pieces": {"generation.spell_base_pieces": True},
     "full_word_overlap": {"chat.note_word_overlap": 0.2},
     "full_one_note": {"chat.max_notes": 1},
+    "full_keep_superseded": {"chat.note_drop_superseded": False},
     "full_whole_message": {"chat.question_focus": False},
     "full_any_kind": {"chat.note_answer_kind": False},
 }

@@ -132,6 +132,9 @@ class ChatConfig:
     # remembered sentences in the system message: the answering message is often the second best, and the adapter
     # was trained to read an answer beside a statement that does not answer it; more notes mislead the 135M model
     max_notes: int = 2
+    # a statement a later one supersedes (chat.note_link_similarity) is never a note: shown beside its correction,
+    # the 135M model often answers the old value ("Mary went to the kitchen." beside "Mary moved to the hallway.")
+    note_drop_superseded: bool = True
     # a note shows its sentence with the nearest statements of the same message, this many sentences in all (1 = alone):
     # memory keeps a message's sentences apart, and the answer often comes a sentence after the one recalled
     note_message_sentences: int = 3

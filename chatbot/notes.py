@@ -246,6 +246,7 @@ def rank_notes(
     related: Collection[str] | None = None,  # the message's content words; None = every statement within `margin` is newest-first
     context: Sequence[Collection[str]] | None = None,  # words of each candidate's message's other statements; None = own words only
     fits: Sequence[bool] | None = None,  # whether each candidate's message holds a value of the kind asked for; None = any
+    drop_superseded: bool = False,  # leave out a statement a later one supersedes, rather than ranking it last
 ) -> list[int]:
     """Candidate statements in the order they become notes: indices into `candidates`.
 
@@ -269,7 +270,9 @@ def rank_notes(
     message holds one come before those whose message does not ("when is the Riverline
     deadline?" is answered by "it's 5 May now", not by the newer "Riverline is coming
     together."), and one whose message holds none supersedes nothing ("They moved it to
-    18 September, same hour." leaves the hour to what it corrects).
+    18 September, same hour." leaves the hour to what it corrects). With `drop_superseded`
+    a superseded statement is not in the order at all: shown beside what supersedes it,
+    the old value is often the one answered.
     """
     held = [mentioned_words(text) for _, text, _ in candidates]
     named_set, topic_set = set(cues), set(topic)
@@ -317,7 +320,7 @@ def rank_notes(
             return (2, -shared[i], -close[i])
         return (0, -candidates[i][0]) if recent(i) else (1, -close[i])
 
-    return sorted(range(len(candidates)), key=rank)
+    return sorted((i for i in range(len(candidates)) if not (drop_superseded and newest.get(i, i) != i)), key=rank)
 
 
 
@@ -368,7 +371,8 @@ def choose_notes(
                        vectors=None if vectors is None else vectors[[k for k, _, _ in eligible]],
                        link=chat.note_link_similarity, topic=topic, related=related,
                        context=None if context is None else context([e for _, e, _ in eligible]),
-                       fits=None if fits is None else fits([e for _, e, _ in eligible]))
+                       fits=None if fits is None else fits([e for _, e, _ in eligible]),
+                       drop_superseded=chat.note_drop_superseded)
     for _, engram, _ in (eligible[i] for i in order):
         if len(chosen) >= chat.max_notes:
             break

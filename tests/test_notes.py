@@ -58,6 +58,17 @@ def test_a_later_statement_like_an_earlier_one_supersedes_it_as_the_note():
     assert texts[rank_notes(candidates, ("bram",), 0.0, vectors=vectors, link=0.9)[0]] == texts[1]
 
 
+def test_a_superseded_statement_can_be_left_out_so_it_is_never_shown_beside_its_correction():
+    texts = ["Bram lives in Vantastad.", "Bram works at Zentrifol.", "Bram moved to Quillmere.", "Kora lives in Oldport."]
+    vectors = torch.nn.functional.normalize(torch.tensor([[1.0, 0.0, 0.1], [0.0, 1.0, 0.1], [0.8, 0.2, 0.3], [1.0, 0.0, 0.0]]), dim=-1)
+    candidates = [(i, t, close) for i, (t, close) in enumerate(zip(texts, [0.85, 0.40, 0.60, 0.9]))]
+    kept = rank_notes(candidates, ("bram",), 0.0, vectors=vectors, link=0.9)
+    dropped = rank_notes(candidates, ("bram",), 0.0, vectors=vectors, link=0.9, drop_superseded=True)
+    assert dropped == [i for i in kept if texts[i] != "Bram lives in Vantastad."] == [2, 1, 3]
+    # nothing supersedes without vectors, so nothing is left out
+    assert rank_notes(candidates, ("bram",), 0.0, drop_superseded=True) == rank_notes(candidates, ("bram",), 0.0)
+
+
 def test_with_related_words_only_a_statement_about_the_same_thing_outranks_the_closest_by_being_newer():
     texts = ["Cardiology referral: Prof. Lindqvist, 3 March, outpatients building C.", "My GP is Dr. Okafor.",
              "Scratch that, Prof. Lindqvist moved it to 4 March.", "Doing my weekly health admin, bear with me."]
