@@ -180,7 +180,7 @@ def test_a_question_recalls_by_name_what_was_said_among_look_alike_facts(tmp_pat
     ],
 )
 def test_a_correction_phrased_far_from_the_question_is_the_note(tmp_path, tiny_controller, link, margin, note, work_note):
-    agent = make_agent(tmp_path, tiny_controller, chat__note_link_similarity=link, chat__note_recency_margin=margin)
+    agent = make_agent(tmp_path, tiny_controller, chat__max_notes=1, chat__note_link_similarity=link, chat__note_recency_margin=margin)
     for text in ["Bram settled down in Vantastad.", "Bram is on the staff of Zentrifol.",
                  "The combination for Bram's locker is 4417.", "How are you today?", "Bram reset the locker code to 8290."]:
         agent.chat("ann", text)
@@ -203,7 +203,7 @@ def test_a_correction_phrased_far_from_the_question_is_the_note(tmp_path, tiny_c
     ],
 )
 def test_of_several_facts_about_someone_the_note_is_the_one_asked_about(tmp_path, tiny_controller, unnamed, margin, overlap, pet_note):
-    agent = make_agent(tmp_path, tiny_controller, chat__note_recency_margin=margin, chat__note_unnamed_closeness=unnamed,
+    agent = make_agent(tmp_path, tiny_controller, chat__max_notes=1, chat__note_recency_margin=margin, chat__note_unnamed_closeness=unnamed,
                        chat__note_word_overlap=overlap)
     for text in ["Kedar is on the staff of Sileholm.", "Kedar looks after a rabbit named Peliavale.",
                  "The place Kedar calls home is Halucrest.", "The code of Kedar's locker is 4417."]:
@@ -271,14 +271,14 @@ def test_forgetting_prunes_the_words_only_the_forgotten_sentences_held(tmp_path,
 def test_a_note_shows_its_sentence_with_the_next_statements_of_its_message(tmp_path, tiny_controller):
     told = "Farewell drinks for Margarida last night. Was it fun? We went to O Farol Torto. It was loud. I slept late."
     asked = "Where did Margarida have her drinks?"
-    agent = make_agent(tmp_path, tiny_controller, chat__note_message_sentences=3)
+    agent = make_agent(tmp_path, tiny_controller, chat__max_notes=1, chat__note_message_sentences=3)
     agent.chat("ann", told)
     agent.chat("ann", "Bram works at Quillmere.")
     notes = list(agent.chat_stream("ann", asked))[-1].memory["notes"]
     # the question of the message is left out; the two statements after the recalled one join it
     assert notes == ["Farewell drinks for Margarida last night. We went to O Farol Torto. It was loud."]
     agent.close()
-    alone = make_agent(tmp_path, tiny_controller, db="alone.db", chat__note_message_sentences=1)
+    alone = make_agent(tmp_path, tiny_controller, db="alone.db", chat__max_notes=1, chat__note_message_sentences=1)
     alone.chat("ann", told)
     assert list(alone.chat_stream("ann", asked))[-1].memory["notes"] == ["Farewell drinks for Margarida last night."]
     alone.close()
@@ -303,7 +303,7 @@ def test_a_reply_without_a_value_of_the_asked_kind_says_it_was_not_told(tmp_path
 
 @pytest.mark.parametrize(("focus", "note"), [(True, "Greta's baby weighed 3.4 kg."), (False, "Mum rang from Greta's new flat.")])
 def test_a_question_recalls_by_what_it_asks_not_by_the_chatter_around_it(tmp_path, tiny_controller, focus, note):
-    agent = make_agent(tmp_path, tiny_controller, chat__question_focus=focus)
+    agent = make_agent(tmp_path, tiny_controller, chat__max_notes=1, chat__question_focus=focus)
     for text in ["Greta's baby weighed 3.4 kg.", "Mum rang from Greta's new flat."]:
         agent.chat("ann", text)
     # off, "Mum" in the remark after the question is a cue too, and the statement naming both Mum and Greta wins
@@ -318,7 +318,7 @@ def test_a_question_recalls_by_what_it_asks_not_by_the_chatter_around_it(tmp_pat
 @pytest.mark.parametrize(("on", "note"), [(True, "The Riverline deadline moved to 5 May."),
                                           (False, "The Riverline deadline is stressing me out, the cycling layer is not done.")])
 def test_a_question_asking_when_is_answered_from_a_statement_holding_a_date(tmp_path, tiny_controller, on, note):
-    agent = make_agent(tmp_path, tiny_controller, chat__note_answer_kind=on)
+    agent = make_agent(tmp_path, tiny_controller, chat__max_notes=1, chat__note_answer_kind=on)
     for text in ["The Riverline deadline moved to 5 May.", "The Riverline deadline is stressing me out, the cycling layer is not done."]:
         agent.chat("ann", text)
     reply = list(agent.chat_stream("ann", "When is the Riverline deadline?"))[-1]
