@@ -235,7 +235,7 @@ def breadth_examples(conversation: Conversation, system_prompt: str, rng: random
             answer = _answering_sentence(turn, said)
             notes = [n for n in notes if n != answer] + [answer]
             others = [s for s in said if s not in notes and not _answers(turn, s)] if lookalike_rate > 0 else []
-            if others and rng.random() < lookalike_rate:  # at 0 no draw: the shipped recipe's examples as before
+            if others and rng.random() < lookalike_rate:  # at 0 no draw, so the random stream is a recipe without look-alikes
                 notes.append(_most_like(turn.text, others) or _naming_alike(turn.text, others) or rng.choice(others))
             reply, kind, value = f"{turn.about} is {turn.expect[0]}".rstrip(".") + ".", "answer", turn.expect[0]
         elif turn.kind == "not_told" or withheld:  # whatever is recalled is about something else
